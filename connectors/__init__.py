@@ -1,0 +1,1 @@
+"""Reading sources (files, folders, ...) into :class:`rag.Doc` objects (``rag.connectors``)."""

@@ -1,0 +1,1 @@
+"""Building, updating, saving and loading indexes; chunking; the document store (``rag.indexers``)."""

@@ -1,0 +1,189 @@
+"""The dense index: FAISS over normalised embeddings (inner product = cosine), keyed by chunk ordinal.
+
+Kinds: ``flat`` (exact; default), ``hnsw`` (graph ANN; ``m``, ``ef_search``) and ``ivf`` (inverted
+lists, trained on the first batch added; ``nlist``, ``nprobe``). Filtered searches pass a FAISS id
+selector; small allowed sets are searched exactly. When faiss was built with GPU support and a GPU is
+visible, flat search runs on it (same results). Saved with ``faiss.write_index`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError, IndexFormatError, MissingDependencyError
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover
+        raise MissingDependencyError("faiss-cpu", purpose="dense retrieval") from e
+    return faiss
+
+
+@dataclass(frozen=True)
+class DenseParams:
+    """Index kind and its knobs."""
+
+    kind: str = "flat"
+    m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int = 1024
+    nprobe: int = 16
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("flat", "hnsw", "ivf"):
+            raise ConfigError(f"unknown dense index kind {self.kind!r}; use flat, hnsw or ivf")
+
+
+class DenseIndex:
+    """Vectors by integer id with add, remove and (filtered) top-k inner-product search."""
+
+    def __init__(self, dim: int, params: DenseParams | None = None) -> None:
+        self.dim = dim
+        self.params = params or DenseParams()
+        self.index = self._new()
+        self._gpu: Any = None
+
+    def _new(self) -> Any:
+        faiss, p = _faiss(), self.params
+        if p.kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if p.kind == "hnsw":
+            base = faiss.IndexHNSWFlat(self.dim, p.m, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efConstruction = p.ef_construction
+            return faiss.IndexIDMap2(base)
+        return None  # ivf: created when the first batch arrives (it trains on it)
+
+    def __len__(self) -> int:
+        return 0 if self.index is None else int(self.index.ntotal)
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[1] != self.dim:
+            raise ConfigError(f"expected vectors of dimension {self.dim}, got shape {vecs.shape}")
+        if self.index is None:
+            faiss = _faiss()
+            nlist = max(1, min(self.params.nlist, len(vecs) // 39))
+            quant = faiss.IndexFlatIP(self.dim)
+            ivf = faiss.IndexIVFFlat(quant, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(vecs)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+            self.index = ivf
+        self.index.add_with_ids(vecs, np.asarray(ids, dtype=np.int64))
+        self._gpu = None
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids) == 0 or self.index is None:
+            return
+        faiss = _faiss()
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.params.kind == "hnsw":  # HNSW cannot remove: rebuild from the kept vectors
+            all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            keep = all_ids[~np.isin(all_ids, ids)]
+            vecs = self.reconstruct(keep)
+            self.index = self._new()
+            self.add(keep, vecs)
+        else:
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        self._gpu = None
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    def _searcher(self) -> Any:
+        faiss = _faiss()
+        if (
+            self.params.kind == "flat"
+            and os.environ.get("PILOTFISH_GPU", "auto") != "0"
+            and hasattr(faiss, "get_num_gpus")
+            and faiss.get_num_gpus() > 0
+        ):
+            if self._gpu is None:
+                self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+            return self._gpu
+        return self.index
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k ``(ids, scores)`` of shape (nq, k); missing results are id -1."""
+        faiss, p = _faiss(), self.params
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        nq = len(q)
+        if self.index is None or len(self) == 0 or (allowed is not None and len(allowed) == 0):
+            return np.full((nq, k), -1, dtype=np.int64), np.zeros((nq, k), dtype=np.float32)
+        if allowed is not None and (p.kind != "flat" or len(allowed) <= 4 * k) and len(allowed) <= 20_000:
+            return self._exact(q, k, np.asarray(allowed, dtype=np.int64))
+        params = None
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        if p.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(p.ef_search, k))
+        elif p.kind == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=p.nprobe)
+        elif allowed is not None:
+            params = faiss.SearchParameters()
+        if allowed is not None and params is not None:
+            params.sel = sel
+        index = self._searcher() if allowed is None else self.index
+        kk = min(k, len(self))
+        scores, ids = index.search(q, kk, params=params) if params is not None else index.search(q, kk)
+        if kk < k:
+            ids = np.hstack([ids, np.full((nq, k - kk), -1, dtype=np.int64)])
+            scores = np.hstack([scores, np.zeros((nq, k - kk), dtype=np.float32)])
+        return ids.astype(np.int64), scores.astype(np.float32)
+
+    def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vecs = self.reconstruct(allowed)
+        sims = q @ vecs.T
+        kk = min(k, len(allowed))
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        scores = np.zeros((len(q), k), dtype=np.float32)
+        ids[:, :kk] = allowed[top]
+        scores[:, :kk] = np.take_along_axis(sims, top, axis=1)
+        return ids, scores
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "params": asdict(self.params)}
+
+    def save(self, path: str | Path) -> None:
+        faiss = _faiss()
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        if self.index is None:
+            tmp.write_bytes(b"")
+        else:
+            faiss.write_index(self.index, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path, dim: int, params: DenseParams) -> DenseIndex:
+        faiss = _faiss()
+        idx = cls(dim, params)
+        if Path(path).stat().st_size == 0:
+            idx.index = None
+            return idx
+        try:
+            idx.index = faiss.read_index(str(path))
+        except RuntimeError as e:
+            raise IndexFormatError(f"cannot read dense index {path}: {e}; rebuild the collection") from e
+        if idx.index.d != dim:
+            raise IndexFormatError(f"dense index {path} has dimension {idx.index.d}, manifest says {dim}")
+        if params.kind == "ivf":
+            idx.index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return idx

@@ -1,0 +1,73 @@
+"""pilotfish: small models ahead of a frozen LLM.
+
+``import rag`` is light: heavy parts (DuckDB, FAISS, torch) load on first use.
+
+Example:
+    >>> from rag import Collection, Doc                              # doctest: +SKIP
+    >>> kb = Collection.create("kb")                                 # doctest: +SKIP
+    >>> kb.add([Doc("Rotate the keys every 90 days.", id="keys")])   # doctest: +SKIP
+    >>> kb.search("how often do keys rotate?", k=1)[0].doc.id        # doctest: +SKIP
+    'keys'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import (
+    CollectionLockedError,
+    ConfigError,
+    DocumentNotFoundError,
+    IndexFormatError,
+    MissingDependencyError,
+    QueryError,
+    RagError,
+    SourceError,
+    UnsafeQueryError,
+)
+from rag.types import Answer, Claim, Doc, Hit, SubQuery
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Collection": "rag.indexers.collection",
+    "IndexResult": "rag.indexers.collection",
+    "BM25Index": "rag.indexers.bm25_index",
+    "BM25Params": "rag.indexers.bm25_index",
+    "Tokenizer": "rag.indexers.tokenize",
+    "Chunker": "rag.indexers.chunking",
+    "DenseIndex": "rag.indexers.dense_index",
+    "DenseParams": "rag.indexers.dense_index",
+    "BM25Retriever": "rag.retrievers.bm25",
+    "DenseRetriever": "rag.retrievers.dense",
+    "Hybrid": "rag.retrievers.hybrid",
+    "fuse": "rag.retrievers.hybrid",
+    "SentenceTransformerEncoder": "rag.encoders",
+    "load_path": "rag.connectors.files",
+}
+
+__all__ = [
+    "Answer", "Claim", "CollectionLockedError", "ConfigError", "Doc", "DocumentNotFoundError", "Hit",
+    "IndexFormatError", "MissingDependencyError", "QueryError", "RagError", "SourceError", "SubQuery",
+    "UnsafeQueryError", *_LAZY,
+]
+
+if TYPE_CHECKING:
+    from rag.connectors.files import load_path
+    from rag.encoders import SentenceTransformerEncoder
+    from rag.indexers.bm25_index import BM25Index, BM25Params
+    from rag.indexers.chunking import Chunker
+    from rag.indexers.collection import Collection, IndexResult
+    from rag.indexers.dense_index import DenseIndex, DenseParams
+    from rag.indexers.tokenize import Tokenizer
+    from rag.retrievers.bm25 import BM25Retriever
+    from rag.retrievers.dense import DenseRetriever
+    from rag.retrievers.hybrid import Hybrid, fuse
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rag' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Retrievers (``rag.retrievers``): bm25, dense, hybrid fusion. Each satisfies the Retriever protocol."""

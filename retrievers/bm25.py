@@ -1,0 +1,34 @@
+"""BM25 retrieval over a collection (the engine lives in :mod:`rag.indexers.bm25_index`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rag.retrievers.base import check_k, check_query, merge_filters
+from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.indexers.collection import Collection
+
+
+class BM25Retriever:
+    """Sparse lexical retrieval.
+
+    Example:
+        >>> BM25Retriever(Collection.open("kb"), k=5).retrieve("rotate keys")  # doctest: +SKIP
+    """
+
+    name = "bm25"
+
+    def __init__(self, collection: Collection, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
+        self.collection = collection
+        self.k = check_k(k)
+        self.filters = filters
+
+    def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> list[Hit]:
+        check_query(query)
+        k = check_k(self.k if k is None else k)
+        allowed = self.collection.allowed(merge_filters(self.filters, filters))
+        ords, scores = self.collection.bm25.search([query], k=k, allowed=allowed)
+        return self.collection.hits(ords[0], scores[0], self.name)

@@ -1,0 +1,41 @@
+"""Dense retrieval: the collection's encoder embeds the query; FAISS finds the nearest chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import ConfigError
+from rag.retrievers.base import check_k, check_query, merge_filters
+from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.indexers.collection import Collection
+
+
+class DenseRetriever:
+    """Embedding (cosine) retrieval.
+
+    Example:
+        >>> DenseRetriever(Collection.open("kb"), k=5).retrieve("how do I rotate keys?")  # doctest: +SKIP
+    """
+
+    name = "dense"
+
+    def __init__(self, collection: Collection, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
+        if not collection.has_dense or collection.encoder is None:
+            raise ConfigError(
+                f"collection {collection.path} has no dense index (created with encoder=None); use mode='bm25'"
+            )
+        self.collection = collection
+        self.k = check_k(k)
+        self.filters = filters
+
+    def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> list[Hit]:
+        check_query(query)
+        k = check_k(self.k if k is None else k)
+        allowed = self.collection.allowed(merge_filters(self.filters, filters))
+        assert self.collection.encoder is not None
+        q = self.collection.encoder.encode([query])
+        ords, scores = self.collection.dense.search(q, k, allowed)
+        return self.collection.hits(ords[0], scores[0], self.name)

@@ -40,6 +40,12 @@ from rag.types import Doc, Hit, content_id
 MODES = ("bm25", "dense", "hybrid")
 
 
+def _fault(point: str) -> None:
+    """Crash-test hook: ``PILOTFISH_FAULT=<point>`` kills the process there (as kill -9 would)."""
+    if os.environ.get("PILOTFISH_FAULT") == point:
+        os.kill(os.getpid(), 9)
+
+
 @dataclass(frozen=True)
 class IndexResult:
     """What a write did: documents added, updated (content changed), unchanged, deleted; chunks."""
@@ -414,6 +420,7 @@ class Collection:
             new_gen = gen + 1
             try:
                 removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
+                _fault("after_store")
                 bm = self.bm25
                 bm.delete(removed_ords)
                 bm.add(ords, texts)
@@ -443,12 +450,14 @@ class Collection:
         payloads = {}
         bm_file = f"bm25-{gen:06d}.npz"
         self.bm25.save(self.path / bm_file)
+        _fault("after_bm25")
         payloads["bm25"] = {"file": bm_file, "sha256": sha256_file(self.path / bm_file)}
         if self.has_dense:
             d_file = f"dense-{gen:06d}.faiss"
             assert self._dense is not None or self.manifest["payloads"].get("dense")
             self.dense.save(self.path / d_file)
             payloads["dense"] = {"file": d_file, "sha256": sha256_file(self.path / d_file)}
+        _fault("before_manifest")
         n_docs, n_chunks = self.store.counts(gen)
         manifest = {
             **self.manifest,
@@ -460,6 +469,7 @@ class Collection:
         }
         write_json_atomic(self.path / MANIFEST, manifest)
         self.manifest = manifest
+        _fault("after_manifest")
         keep = {e["file"] for e in payloads.values()}
         for f in old - keep:
             with contextlib.suppress(OSError):

@@ -92,6 +92,9 @@ class DenseIndex:
             vecs = self.reconstruct(keep)
             self.index = self._new()
             self.add(keep, vecs)
+        elif self.params.kind == "ivf":  # the hashtable direct map needs an array selector
+            ids = np.ascontiguousarray(ids)
+            self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
         else:
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
         self._gpu = None

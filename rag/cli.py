@@ -1,0 +1,252 @@
+"""The ``rag`` command: index, search, eval, reindex, info.
+
+Exit status: 0 success; 1 error (message on stderr); 2 bad usage; 3 done, but some inputs were
+skipped (listed on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.errors import RagError
+
+EXIT_PARTIAL = 3
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=None, default=str))
+
+
+def _open(args: argparse.Namespace, read_only: bool = True) -> Any:
+    from rag.indexers.collection import Collection
+
+    return Collection.open(args.collection, read_only=read_only)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rag.connectors.files import Skipped, iter_files, read_file
+    from rag.errors import SourceError
+    from rag.indexers.collection import Collection, IndexResult
+
+    path = Path(args.path)
+    root = path if path.is_dir() else path.parent
+    files = list(iter_files(path))
+    docs, skipped = [], []
+    for f in tqdm(files, desc="reading", unit="file", disable=None if not args.quiet else True):
+        try:
+            got, bad = read_file(f, root=root)
+            docs.extend(got)
+            skipped.extend(bad)
+        except SourceError as e:
+            skipped.append(Skipped(e.source, e.reason))
+    if Path(args.collection, "manifest.json").exists():
+        kb = Collection.open(args.collection)
+    else:
+        encoder = None if args.encoder.lower() == "none" else args.encoder
+        kb = Collection.create(
+            args.collection, encoder=encoder, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap,
+            dense=args.dense,
+        )
+    totals: Counter[str] = Counter()
+    with kb:
+        for i in range(0, len(docs), args.batch):
+            res: IndexResult = kb.add(docs[i : i + args.batch], progress=not args.quiet)
+            totals.update({k: v for k, v in vars(res).items()})
+        summary = {
+            "collection": str(kb.path), "files": len(files), "documents": len(docs), **totals,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+            "total_documents": len(kb), "total_chunks": kb.num_chunks,
+        }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"indexed {len(files) - len({s.path.split(':')[0] for s in skipped if ':' not in s.path})} of "
+            f"{len(files)} files into {kb.path}: {totals['added']} documents added, {totals['updated']} updated, "
+            f"{totals['unchanged']} unchanged; {totals['chunks_added']} chunks written. "
+            f"The collection holds {len(kb)} documents in {kb.num_chunks} chunks."
+        )
+    if skipped:
+        print(f"skipped {len(skipped)}:", file=sys.stderr)
+        for s in skipped:
+            print(f"  {s.path}: {s.reason}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any] | None:
+    from rag.indexers.filters import merge_cli_filters
+
+    return merge_cli_filters(args.filter) if args.filter else None
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with _open(args) as kb:
+        retriever = kb.retriever(args.mode, k=args.k)
+        filters = _filters(args)
+        t0 = time.perf_counter()
+        hits = retriever.retrieve(args.query, k=args.k, filters=filters)
+        took = (time.perf_counter() - t0) * 1000
+    if args.json:
+        _print_json({"query": args.query, "hits": [h.to_dict() for h in hits], "took_ms": round(took, 2)})
+        return 0
+    if not hits:
+        print("no results")
+    for i, h in enumerate(hits, 1):
+        m = h.doc.meta
+        where = ", ".join(str(x) for x in (m.get("source"), f"p. {m['page']}" if m.get("page") else None) if x)
+        snippet = " ".join(h.doc.text.split())
+        snippet = snippet[:240] + ("..." if len(snippet) > 240 else "")
+        print(f"{i:>2}. {h.score:.4f}  {h.doc.id}" + (f"  ({where})" if where else ""))
+        print(f"    {snippet}")
+    print(f"{len(hits)} hits in {took:.1f} ms ({args.mode})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.eval import evaluate_retriever, load_beir
+    from rag.indexers.collection import Collection
+
+    data = load_beir(args.dataset, args.split)
+    queries = dict(list(data.queries.items())[: args.max_queries] if args.max_queries else data.queries)
+    qrels = {q: data.qrels[q] for q in queries}
+    tmp = None
+    if args.collection and Path(args.collection, "manifest.json").exists():
+        kb = Collection.open(args.collection)
+    else:
+        if args.collection:
+            path = Path(args.collection)
+        else:
+            tmp = tempfile.TemporaryDirectory(prefix="rag-eval-")
+            path = Path(tmp.name) / "kb"
+        enc = None if args.mode == "bm25" else args.encoder
+        kb = Collection.create(path, encoder=enc, chunk_size=args.chunk_size)
+        t0 = time.perf_counter()
+        kb.add(data.corpus, progress=not args.quiet)
+        if not args.quiet:
+            print(f"indexed {len(data.corpus)} documents in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    try:
+        t0 = time.perf_counter()
+        scores = evaluate_retriever(kb.retriever(args.mode), queries, qrels, progress=not args.quiet)
+        took = time.perf_counter() - t0
+    finally:
+        kb.close()
+        if tmp is not None:
+            tmp.cleanup()
+    result = {"dataset": str(args.dataset), "split": args.split, "mode": args.mode, "queries": len(queries),
+              **{k: round(v, 4) for k, v in scores.items()}, "seconds": round(took, 2)}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{args.dataset} ({args.split}, {len(queries)} queries), mode={args.mode}")
+        for k, v in scores.items():
+            print(f"  {k:<11} {v:.4f}")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    with _open(args, read_only=False) as kb:
+        res = kb.rebuild(progress=True)
+        print(f"rebuilt the indexes of {kb.path} from {res.chunks_added} chunks")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open(args) as kb:
+        m = kb.manifest
+        info = {"path": str(kb.path), "documents": len(kb), "chunks": kb.num_chunks, "generation": kb.generation,
+                "encoder": m["encoder"], "params": m["params"], "fields": sorted(kb.fields()),
+                "payloads": m["payloads"]}
+    _print_json(info) if args.json else print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _open(args, read_only=False) as kb:
+        res = kb.delete(args.ids)
+        print(f"deleted {res.deleted} documents ({res.chunks_removed} chunks) from {kb.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rag", description="pilotfish: index documents, search, evaluate.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ix = sub.add_parser("index", help="index a file or folder (txt, md, html, pdf, jsonl, csv)")
+    ix.add_argument("path")
+    ix.add_argument("--collection", required=True, help="collection directory (created if missing)")
+    ix.add_argument("--encoder", default="default", help="HF id or path of the embedder; 'none' for BM25 only")
+    ix.add_argument("--chunk-size", type=int, default=200, help="words per chunk (0: whole documents)")
+    ix.add_argument("--chunk-overlap", type=int, default=40)
+    ix.add_argument("--dense", default="flat", choices=["flat", "hnsw", "ivf"])
+    ix.add_argument("--batch", type=int, default=5000, help="documents per write")
+    ix.add_argument("--json", action="store_true")
+    ix.add_argument("--quiet", action="store_true")
+    ix.set_defaults(func=cmd_index)
+
+    se = sub.add_parser("search", help="search a collection")
+    se.add_argument("query")
+    se.add_argument("--collection", required=True)
+    se.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
+    se.add_argument("--k", type=int, default=10)
+    se.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                    help="metadata filter: FIELD=V, FIELD!=V, FIELD>=V, FIELD<V ...; repeat a field for OR")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=cmd_search)
+
+    ev = sub.add_parser("eval", help="evaluate on a BEIR-format dataset")
+    evs = ev.add_subparsers(dest="what", required=True)
+    er = evs.add_parser("retrieval", help="nDCG@10, recall@100, MRR@10, MAP@10")
+    er.add_argument("--dataset", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    er.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
+    er.add_argument("--split", default="test")
+    er.add_argument("--encoder", default="default")
+    er.add_argument("--chunk-size", type=int, default=0, help="0 (default) indexes each document whole")
+    er.add_argument("--collection", help="reuse (or create and keep) the collection here")
+    er.add_argument("--max-queries", type=int, default=0)
+    er.add_argument("--json", action="store_true")
+    er.add_argument("--quiet", action="store_true")
+    er.set_defaults(func=cmd_eval)
+
+    ri = sub.add_parser("reindex", help="rebuild a collection's indexes from its document store")
+    ri.add_argument("--collection", required=True)
+    ri.set_defaults(func=cmd_reindex)
+
+    inf = sub.add_parser("info", help="show a collection's statistics and settings")
+    inf.add_argument("--collection", required=True)
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=cmd_info)
+
+    de = sub.add_parser("delete", help="delete documents by id")
+    de.add_argument("ids", nargs="+")
+    de.add_argument("--collection", required=True)
+    de.set_defaults(func=cmd_delete)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the collection keeps its last committed state", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

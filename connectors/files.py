@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rag.errors import SourceError
 from rag.types import Doc
@@ -126,9 +126,34 @@ def _md_title(text: str) -> str | None:
 
 
 class _VisibleText(HTMLParser):
-    _HIDDEN = {"script", "style", "noscript", "template", "svg", "head"}
-    _BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "h1", "h2",
-              "h3", "h4", "h5", "h6", "pre", "blockquote", "header", "footer", "hr", "dt", "dd"}
+    _HIDDEN: ClassVar[frozenset[str]] = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+    _BLOCK: ClassVar[frozenset[str]] = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "ul",
+            "ol",
+            "tr",
+            "table",
+            "section",
+            "article",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "pre",
+            "blockquote",
+            "header",
+            "footer",
+            "hr",
+            "dt",
+            "dd",
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -250,8 +275,9 @@ def _read_csv(text: str, rel: str, stem: str) -> list[Doc]:
         for n, row in enumerate(rows, 1):
             pairs = [f"{h}: {v.strip()}" for h, v in zip(header, row, strict=False) if v.strip()]
             if pairs:
-                docs.append(Doc(text="\n".join(pairs), id=f"{rel}#row{n}",
-                                meta={"source": rel, "title": stem, "row": n}))
+                docs.append(
+                    Doc(text="\n".join(pairs), id=f"{rel}#row{n}", meta={"source": rel, "title": stem, "row": n})
+                )
     except csv.Error as e:
         raise SourceError(rel, f"malformed CSV ({e})") from e
     if not docs:

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from rag.indexers import bm25_kernels
 from rag.indexers.tokenize import Tokenizer
+
 from rag.errors import ConfigError, IndexFormatError
 
 _TF_MAX = np.iinfo(np.uint16).max
@@ -104,7 +104,7 @@ class BM25Index:
     def _posting_scores(self) -> np.ndarray:
         if self._scores is None:
             p = self.params
-            n, avgdl, df = self._stats()
+            _n, avgdl, df = self._stats()
             idf = np.repeat(self.idf(), df)
             tf = self.post_tf.astype(np.float64)
             norm = 1.0 - p.b + p.b * self.doc_len[self.post_slot] / (avgdl or 1.0)
@@ -198,7 +198,9 @@ class BM25Index:
 
     # ------------------------------------------------------------------ reads
     def _query_terms(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ptr, ids, weights = [0], [], []
+        ptr: list[int] = [0]
+        ids: list[int] = []
+        weights: list[int] = []
         for toks in self.tokenizer.tokenize(queries):
             counts = Counter(t for t in toks if t in self.vocab)
             ids.extend(self.vocab[t] for t in counts)
@@ -231,17 +233,25 @@ class BM25Index:
             mask = np.zeros(len(self.slot_ord), dtype=np.uint8)
             mask[self._slots_of(np.asarray(allowed, dtype=np.int64))] = 1
         slots, vals = bm25_kernels.search(
-            self.term_ptr, self.post_slot, scores, q_ptr, q_terms, q_w, mask, int(k),
-            len(self.slot_ord), threads,
+            self.term_ptr,
+            self.post_slot,
+            scores,
+            q_ptr,
+            q_terms,
+            q_w,
+            mask,
+            int(k),
+            len(self.slot_ord),
+            threads,
         )
         ords = np.where(slots >= 0, self.slot_ord[np.maximum(slots, 0)], -1) if len(self.slot_ord) else slots
         return ords, vals
 
     def get_scores(self, query: str) -> np.ndarray:
         """Scores of every live document (ordered by id) for one query, as float64."""
-        q_ptr, q_terms, q_w = self._query_terms([query])
+        _q_ptr, q_terms, q_w = self._query_terms([query])
         p = self.params
-        n, avgdl, df = self._stats()
+        _n, avgdl, _df = self._stats()
         idf = self.idf()
         norm = 1.0 - p.b + p.b * self.doc_len / (avgdl or 1.0)
         out = np.zeros(len(self.slot_ord))
@@ -264,8 +274,14 @@ class BM25Index:
         cfg = np.frombuffer(json.dumps(self.config()).encode("utf-8"), dtype=np.uint8)
         with open(tmp, "wb") as f:
             np.savez(
-                f, term_ptr=self.term_ptr, post_slot=self.post_slot, post_tf=self.post_tf,
-                doc_len=self.doc_len, slot_ord=self.slot_ord, alive=self.alive, vocab=vocab_blob,
+                f,
+                term_ptr=self.term_ptr,
+                post_slot=self.post_slot,
+                post_tf=self.post_tf,
+                doc_len=self.doc_len,
+                slot_ord=self.slot_ord,
+                alive=self.alive,
+                vocab=vocab_blob,
                 config=cfg,
             )
             f.flush()
@@ -289,5 +305,3 @@ class BM25Index:
         if len(idx.term_ptr) != len(idx.terms) + 1:
             raise IndexFormatError(f"BM25 index {path} is inconsistent (vocabulary size); rebuild it")
         return idx
-
-

@@ -18,7 +18,7 @@ try:  # numba is a default dependency; keep a numpy path for platforms without i
 
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised with PILOTFISH_NO_NUMBA=1
-    numba = None
+    numba = None  # type: ignore[assignment]
     HAVE_NUMBA = False
 
 
@@ -76,8 +76,7 @@ if HAVE_NUMBA:
                 return
 
     @numba.njit(cache=True, nogil=True)
-    def _one_query(term_ptr, post_slot, post_score, terms, weights, mask, k, acc, seen, touched,
-                   out_s, out_d):  # type: ignore[no-untyped-def]
+    def _one_query(term_ptr, post_slot, post_score, terms, weights, mask, k, acc, seen, touched, out_s, out_d):  # type: ignore[no-untyped-def]
         use_mask = len(mask) > 0
         nt = 0
         for j in range(len(terms)):
@@ -126,8 +125,7 @@ if HAVE_NUMBA:
             _sift_down(hs, hd, size, 0)
 
     @numba.njit(cache=True, parallel=True)
-    def _search_numba(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k, n_slots,
-                      n_chunks):  # type: ignore[no-untyped-def]
+    def _search_numba(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k, n_slots, n_chunks):  # type: ignore[no-untyped-def]
         nq = len(q_ptr) - 1
         out_slots = np.full((nq, k), -1, dtype=np.int64)
         out_scores = np.zeros((nq, k), dtype=post_score.dtype)
@@ -142,8 +140,20 @@ if HAVE_NUMBA:
             touched = np.empty(n_slots, dtype=np.int64)
             for qi in range(lo, hi):
                 a, b = q_ptr[qi], q_ptr[qi + 1]
-                _one_query(term_ptr, post_slot, post_score, q_terms[a:b], q_weights[a:b], mask, k,
-                           acc, seen, touched, out_scores[qi], out_slots[qi])
+                _one_query(
+                    term_ptr,
+                    post_slot,
+                    post_score,
+                    q_terms[a:b],
+                    q_weights[a:b],
+                    mask,
+                    k,
+                    acc,
+                    seen,
+                    touched,
+                    out_scores[qi],
+                    out_slots[qi],
+                )
         return out_slots, out_scores
 
 
@@ -157,5 +167,4 @@ def search(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k, 
     nq = len(q_ptr) - 1
     n_threads = threads or numba.get_num_threads()
     n_chunks = max(1, min(nq, n_threads))
-    return _search_numba(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k,
-                         n_slots, n_chunks)
+    return _search_numba(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k, n_slots, n_chunks)

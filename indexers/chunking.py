@@ -34,8 +34,7 @@ class Chunker:
     def __post_init__(self) -> None:
         if self.size < 0 or self.overlap < 0 or (self.size and self.overlap >= self.size):
             raise ConfigError(
-                f"chunk size must be >= 0 and overlap smaller than size; got size={self.size}, "
-                f"overlap={self.overlap}"
+                f"chunk size must be >= 0 and overlap smaller than size; got size={self.size}, overlap={self.overlap}"
             )
 
     def split(self, doc: Doc) -> list[Doc]:

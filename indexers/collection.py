@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.chunking import Chunker
 from rag.indexers.dense_index import DenseIndex, DenseParams
-from rag.indexers.manifest import FORMAT_VERSION, MANIFEST, TYPE, read_manifest, sha256_file, verify_payload, write_json_atomic
+from rag.indexers.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    TYPE,
+    read_manifest,
+    sha256_file,
+    verify_payload,
+    write_json_atomic,
+)
 from rag.indexers.store import DocStore, index_text
 from rag.indexers.tokenize import Tokenizer
+
 from rag.errors import CollectionLockedError, ConfigError, DocumentNotFoundError, IndexFormatError
 from rag.protocols import Encoder, Retriever
 from rag.types import Doc, Hit, content_id
@@ -63,7 +71,7 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("pilotfish")
-    except Exception:  # noqa: BLE001 - running from a source tree
+    except Exception:
         return "0+unknown"
 
 
@@ -137,7 +145,7 @@ class Collection:
         dense_p = DenseParams(kind=dense) if isinstance(dense, str) else dense
         chunker = Chunker(chunk_size, chunk_overlap if chunk_size else 0)
         bm = BM25Index(bm25, tokenizer)
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         manifest: dict[str, Any] = {
             "type": TYPE,
             "format_version": FORMAT_VERSION,
@@ -247,12 +255,12 @@ class Collection:
     @property
     def dense(self) -> DenseIndex:
         if not self.has_dense:
-            raise ConfigError(
-                f"collection {self.path} has no dense index (created with encoder=None); use mode='bm25'"
-            )
+            raise ConfigError(f"collection {self.path} has no dense index (created with encoder=None); use mode='bm25'")
         if self._dense is None:
             f = verify_payload(self.path, self.manifest["payloads"]["dense"])
-            self._dense = DenseIndex.load(f, self.manifest["encoder"]["dim"], DenseParams(**self.manifest["params"]["dense"]))
+            self._dense = DenseIndex.load(
+                f, self.manifest["encoder"]["dim"], DenseParams(**self.manifest["params"]["dense"])
+            )
         return self._dense
 
     # ------------------------------------------------------------------ reads
@@ -306,7 +314,9 @@ class Collection:
             raise ConfigError(f"collection {self.path} has no dense index, so no hybrid search; use mode='bm25'")
         return Hybrid(BM25Retriever(self, filters=filters), DenseRetriever(self, filters=filters), k=k, **options)
 
-    def search(self, query: str, mode: str = "hybrid", k: int = 10, filters: Mapping[str, Any] | None = None) -> list[Hit]:
+    def search(
+        self, query: str, mode: str = "hybrid", k: int = 10, filters: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
         """Shorthand for ``retriever(mode).retrieve(query, k, filters)``."""
         return self.retriever(mode).retrieve(query, k=k, filters=filters)
 
@@ -331,7 +341,9 @@ class Collection:
             self._refresh()
             gen = self.generation
             self.store.rollback(gen)
-            bm = BM25Index(BM25Params(**self.manifest["params"]["params"]), Tokenizer(**self.manifest["params"]["tokenizer"]))
+            bm = BM25Index(
+                BM25Params(**self.manifest["params"]["params"]), Tokenizer(**self.manifest["params"]["tokenizer"])
+            )
             dense = None
             if self.has_dense:
                 dense = DenseIndex(self.manifest["encoder"]["dim"], DenseParams(**self.manifest["params"]["dense"]))
@@ -383,7 +395,9 @@ class Collection:
                 bar.update(len(out[-1]))
         return np.vstack(out)
 
-    def _write(self, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None) -> IndexResult:
+    def _write(
+        self, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
+    ) -> IndexResult:
         self._check_writable()
         with self._locked():
             self._refresh()
@@ -395,8 +409,8 @@ class Collection:
             stored = store.doc_hashes(ids, gen)
             if must_exist and (missing := [i for i in ids if i not in stored]):
                 raise DocumentNotFoundError(
-                    f"update() needs existing ids; not in {self.path}: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
-                    " (use add() for new documents)"
+                    f"update() needs existing ids; not in {self.path}: {missing[:5]}"
+                    f"{' ...' if len(missing) > 5 else ''} (use add() for new documents)"
                 )
             changed = [(d, h) for d, h in zip(docs, hashes, strict=True) if stored.get(d.id) != h]
             removed = [d.id for d, _ in changed if d.id in stored]
@@ -463,7 +477,7 @@ class Collection:
             **self.manifest,
             "generation": gen,
             "pilotfish_version": _version(),
-            "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "counts": {"documents": n_docs, "chunks": n_chunks},
             "payloads": payloads,
         }

@@ -117,9 +117,7 @@ class DenseIndex:
             return self._gpu
         return self.index
 
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(ids, scores)`` of shape (nq, k); missing results are id -1."""
         faiss, p = _faiss(), self.params
         q = np.ascontiguousarray(queries, dtype=np.float32)

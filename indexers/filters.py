@@ -34,8 +34,9 @@ def _kind(value: Any) -> str:
         return "date"
     if isinstance(value, str):
         return "str"
-    raise ConfigError(f"filter value {value!r} has unsupported type {type(value).__name__}; "
-                      "use a string, number, bool or date")
+    raise ConfigError(
+        f"filter value {value!r} has unsupported type {type(value).__name__}; use a string, number, bool or date"
+    )
 
 
 def _expr(field: str, kind: str) -> str:
@@ -72,9 +73,7 @@ def to_sql(filters: Mapping[str, Any] | None, known_fields: Iterable[str]) -> tu
         if not isinstance(field, str) or not _FIELD.match(field):
             raise ConfigError(f"invalid filter field name {field!r}")
         if field not in known:
-            raise ConfigError(
-                f"unknown filter field {field!r}; fields in this collection: {sorted(known) or 'none'}"
-            )
+            raise ConfigError(f"unknown filter field {field!r}; fields in this collection: {sorted(known) or 'none'}")
         if isinstance(cond, Mapping):
             items = list(cond.items())
         elif isinstance(cond, list | tuple | set | frozenset):
@@ -99,8 +98,7 @@ def to_sql(filters: Mapping[str, Any] | None, known_fields: Iterable[str]) -> tu
                 params.append(_param(value, kind))
             else:
                 raise ConfigError(
-                    f"unknown filter operator {op!r} on field {field!r}; use one of "
-                    f"{sorted([*_OPS, '$in', '$nin'])}"
+                    f"unknown filter operator {op!r} on field {field!r}; use one of {sorted([*_OPS, '$in', '$nin'])}"
                 )
     return " AND ".join(f"({c})" for c in clauses), params
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from rag.indexers.filters import to_sql
+
 from rag.errors import IndexFormatError, MissingDependencyError
 from rag.types import Doc
 
@@ -83,14 +83,17 @@ class DocStore:
             if removed_docs:
                 ids = list(removed_docs)
                 vis = _VISIBLE.format(g="?")
-                removed = con.execute(
-                    f"SELECT ord FROM chunks WHERE parent IN (SELECT unnest(?)) AND {vis} ORDER BY ord",
-                    [ids, gen, gen],
-                ).fetchnumpy()["ord"].astype(np.int64)
+                removed = (
+                    con.execute(
+                        f"SELECT ord FROM chunks WHERE parent IN (SELECT unnest(?)) AND {vis} ORDER BY ord",
+                        [ids, gen, gen],
+                    )
+                    .fetchnumpy()["ord"]
+                    .astype(np.int64)
+                )
                 for table, key in (("documents", "id"), ("chunks", "parent")):
                     con.execute(
-                        f"UPDATE {table} SET deleted_gen = ? WHERE {key} IN (SELECT unnest(?)) "
-                        f"AND deleted_gen IS NULL",
+                        f"UPDATE {table} SET deleted_gen = ? WHERE {key} IN (SELECT unnest(?)) AND deleted_gen IS NULL",
                         [gen, ids],
                     )
             if docs:
@@ -101,8 +104,7 @@ class DocStore:
                 )
             if chunks:
                 con.execute(
-                    "INSERT INTO chunks SELECT unnest(?), unnest(?), unnest(?), unnest(?), "
-                    "unnest(?)::JSON, ?, NULL",
+                    "INSERT INTO chunks SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)::JSON, ?, NULL",
                     [
                         [o for o, _ in chunks],
                         [c.id for _, c in chunks],

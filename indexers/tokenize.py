@@ -47,9 +47,7 @@ class Tokenizer:
             self._stop = frozenset()
         elif isinstance(self.stopwords, str):
             if self.stopwords != "en":
-                raise ConfigError(
-                    f"unknown stop-word list {self.stopwords!r}; use 'en', None, or a list of words"
-                )
+                raise ConfigError(f"unknown stop-word list {self.stopwords!r}; use 'en', None, or a list of words")
             self._stop = STOPWORDS_EN
         else:
             self._stop = frozenset(w.lower() if self.lowercase else w for w in self.stopwords)
@@ -63,9 +61,7 @@ class Tokenizer:
             try:
                 self._stem = Stemmer.Stemmer(self.stemmer)
             except KeyError as e:
-                raise ConfigError(
-                    f"unknown stemmer language {self.stemmer!r}; one of {Stemmer.algorithms()}"
-                ) from e
+                raise ConfigError(f"unknown stemmer language {self.stemmer!r}; one of {Stemmer.algorithms()}") from e
 
     def config(self) -> dict[str, Any]:
         """Parameters as a JSON-able dict (saved in the manifest)."""

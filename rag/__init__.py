@@ -47,9 +47,34 @@ _LAZY = {
 }
 
 __all__ = [
-    "Answer", "Claim", "CollectionLockedError", "ConfigError", "Doc", "DocumentNotFoundError", "Hit",
-    "IndexFormatError", "MissingDependencyError", "QueryError", "RagError", "SourceError", "SubQuery",
-    "UnsafeQueryError", *_LAZY,
+    "Answer",
+    "BM25Index",
+    "BM25Params",
+    "BM25Retriever",
+    "Chunker",
+    "Claim",
+    "Collection",
+    "CollectionLockedError",
+    "ConfigError",
+    "DenseIndex",
+    "DenseParams",
+    "DenseRetriever",
+    "Doc",
+    "DocumentNotFoundError",
+    "Hit",
+    "Hybrid",
+    "IndexFormatError",
+    "IndexResult",
+    "MissingDependencyError",
+    "QueryError",
+    "RagError",
+    "SentenceTransformerEncoder",
+    "SourceError",
+    "SubQuery",
+    "Tokenizer",
+    "UnsafeQueryError",
+    "fuse",
+    "load_path",
 ]
 
 if TYPE_CHECKING:

@@ -55,7 +55,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         encoder = None if args.encoder.lower() == "none" else args.encoder
         kb = Collection.create(
-            args.collection, encoder=encoder, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap,
+            args.collection,
+            encoder=encoder,
+            chunk_size=args.chunk_size,
+            chunk_overlap=args.chunk_overlap,
             dense=args.dense,
         )
     totals: Counter[str] = Counter()
@@ -64,9 +67,13 @@ def cmd_index(args: argparse.Namespace) -> int:
             res: IndexResult = kb.add(docs[i : i + args.batch], progress=not args.quiet)
             totals.update({k: v for k, v in vars(res).items()})
         summary = {
-            "collection": str(kb.path), "files": len(files), "documents": len(docs), **totals,
+            "collection": str(kb.path),
+            "files": len(files),
+            "documents": len(docs),
+            **totals,
             "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
-            "total_documents": len(kb), "total_chunks": kb.num_chunks,
+            "total_documents": len(kb),
+            "total_chunks": kb.num_chunks,
         }
     if args.json:
         _print_json(summary)
@@ -144,8 +151,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         kb.close()
         if tmp is not None:
             tmp.cleanup()
-    result = {"dataset": str(args.dataset), "split": args.split, "mode": args.mode, "queries": len(queries),
-              **{k: round(v, 4) for k, v in scores.items()}, "seconds": round(took, 2)}
+    result = {
+        "dataset": str(args.dataset),
+        "split": args.split,
+        "mode": args.mode,
+        "queries": len(queries),
+        **{k: round(v, 4) for k, v in scores.items()},
+        "seconds": round(took, 2),
+    }
     if args.json:
         _print_json(result)
     else:
@@ -165,9 +178,16 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     with _open(args) as kb:
         m = kb.manifest
-        info = {"path": str(kb.path), "documents": len(kb), "chunks": kb.num_chunks, "generation": kb.generation,
-                "encoder": m["encoder"], "params": m["params"], "fields": sorted(kb.fields()),
-                "payloads": m["payloads"]}
+        info = {
+            "path": str(kb.path),
+            "documents": len(kb),
+            "chunks": kb.num_chunks,
+            "generation": kb.generation,
+            "encoder": m["encoder"],
+            "params": m["params"],
+            "fields": sorted(kb.fields()),
+            "payloads": m["payloads"],
+        }
     _print_json(info) if args.json else print(json.dumps(info, indent=2))
     return 0
 
@@ -200,8 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--collection", required=True)
     se.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
     se.add_argument("--k", type=int, default=10)
-    se.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
-                    help="metadata filter: FIELD=V, FIELD!=V, FIELD>=V, FIELD<V ...; repeat a field for OR")
+    se.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="metadata filter: FIELD=V, FIELD!=V, FIELD>=V, FIELD<V ...; repeat a field for OR",
+    )
     se.add_argument("--json", action="store_true")
     se.set_defaults(func=cmd_search)
 

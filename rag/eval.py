@@ -109,12 +109,17 @@ def map_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int) -> float:
 
 
 METRICS: dict[str, Callable[[Sequence[str], Mapping[str, int], int], float]] = {
-    "ndcg": ndcg_at_k, "recall": recall_at_k, "mrr": mrr_at_k, "map": map_at_k,
+    "ndcg": ndcg_at_k,
+    "recall": recall_at_k,
+    "mrr": mrr_at_k,
+    "map": map_at_k,
 }
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10")
 
 
-def evaluate_run(run: Mapping[str, Sequence[str]], qrels: Qrels, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+def evaluate_run(
+    run: Mapping[str, Sequence[str]], qrels: Qrels, metrics: Sequence[str] = DEFAULT_METRICS
+) -> dict[str, float]:
     """Mean of each metric (names like ``"ndcg@10"``) over the judged queries."""
     out = {}
     for name in metrics:

@@ -14,9 +14,7 @@ from rag.types import Claim, Hit, SubQuery
 class Retriever(Protocol):
     """Returns at most ``k`` hits for a query, best first. ``k`` larger than the corpus is fine."""
 
-    def retrieve(
-        self, query: str, k: int = 10, filters: Mapping[str, Any] | None = None
-    ) -> list[Hit]: ...
+    def retrieve(self, query: str, k: int = 10, filters: Mapping[str, Any] | None = None) -> list[Hit]: ...
 
 
 @runtime_checkable

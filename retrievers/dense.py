@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import ConfigError
 from rag.retrievers.base import check_k, check_query, merge_filters
+
+from rag.errors import ConfigError
 from rag.types import Hit
 
 if TYPE_CHECKING:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from rag.errors import ConfigError, IndexFormatError
 from rag.indexers import bm25_kernels
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.tokenize import Tokenizer
+
+from rag.errors import ConfigError, IndexFormatError
 
 PLAIN = Tokenizer(stopwords=None, stemmer=None)
 
@@ -112,8 +112,8 @@ def _assert_same_scores(a: BM25Index, b: BM25Index, queries):
     np.testing.assert_array_equal(a.ords, b.ords)
     for q in queries:
         np.testing.assert_allclose(a.get_scores(q), b.get_scores(q), rtol=1e-12, atol=1e-12)
-        oa, sa = a.search([q], k=10)
-        ob, sb = b.search([q], k=10)
+        _oa, sa = a.search([q], k=10)
+        _ob, sb = b.search([q], k=10)
         np.testing.assert_allclose(sa, sb, rtol=1e-6)
 
 
@@ -121,7 +121,8 @@ def _assert_same_scores(a: BM25Index, b: BM25Index, queries):
 @given(
     ops=st.lists(
         st.tuples(st.sampled_from(["add", "delete"]), st.integers(1, 30), st.integers(0, 10_000)),
-        min_size=1, max_size=8,
+        min_size=1,
+        max_size=8,
     ),
     method=st.sampled_from(["lucene", "okapi"]),
 )
@@ -140,7 +141,7 @@ def test_incremental_equals_rebuild(ops, method):
         else:
             rng = random.Random(seed)
             gone = rng.sample(sorted(live), min(n, len(live)))
-            inc.delete(gone + [10**9])  # unknown ids are ignored
+            inc.delete([*gone, 10**9])  # unknown ids are ignored
             for o in gone:
                 del live[o]
     fresh = BM25Index(params, PLAIN)
@@ -183,7 +184,9 @@ def test_load_garbage_raises(tmp_path):
 def test_tokenizer_options():
     assert Tokenizer(stemmer=None).tokenize(["The Keys ARE rotated"]) == [["keys", "rotated"]]
     assert Tokenizer().tokenize(["rotating keys"]) == [["rotat", "key"]]
-    assert Tokenizer(stopwords=None, stemmer=None, lowercase=False).tokenize(["Ünïcode wörds"]) == [["Ünïcode", "wörds"]]
+    assert Tokenizer(stopwords=None, stemmer=None, lowercase=False).tokenize(["Ünïcode wörds"]) == [
+        ["Ünïcode", "wörds"]
+    ]
     with pytest.raises(ConfigError):
         Tokenizer(stopwords="klingon")
     with pytest.raises(ConfigError):

@@ -18,14 +18,26 @@ from rag.errors import (
 from rag.protocols import Retriever
 
 DOCS = [
-    Doc("Rotate the API keys every 90 days using the admin console.", id="keys",
-        meta={"source": "handbook.pdf", "year": 2021, "published": "2021-03-01", "team": "security"}),
-    Doc("The cafeteria serves lunch from noon to two.", id="lunch",
-        meta={"source": "cafe.md", "year": 2019, "published": "2019-07-15", "team": "facilities"}),
-    Doc("Passwords must be at least 12 characters long.", id="pw",
-        meta={"source": "handbook.pdf", "year": 2023, "published": "2023-01-10", "team": "security"}),
-    Doc("Request VPN access from the IT desk; it takes a day.", id="vpn",
-        meta={"source": "it.html", "year": 2022, "published": "2022-11-30", "team": "it"}),
+    Doc(
+        "Rotate the API keys every 90 days using the admin console.",
+        id="keys",
+        meta={"source": "handbook.pdf", "year": 2021, "published": "2021-03-01", "team": "security"},
+    ),
+    Doc(
+        "The cafeteria serves lunch from noon to two.",
+        id="lunch",
+        meta={"source": "cafe.md", "year": 2019, "published": "2019-07-15", "team": "facilities"},
+    ),
+    Doc(
+        "Passwords must be at least 12 characters long.",
+        id="pw",
+        meta={"source": "handbook.pdf", "year": 2023, "published": "2023-01-10", "team": "security"},
+    ),
+    Doc(
+        "Request VPN access from the IT desk; it takes a day.",
+        id="vpn",
+        meta={"source": "it.html", "year": 2022, "published": "2022-11-30", "team": "it"},
+    ),
 ]
 
 
@@ -186,7 +198,7 @@ def test_opening_something_that_is_not_a_collection(tmp_path):
     with pytest.raises(IndexFormatError, match="not a collection"):
         Collection.open(tmp_path / "missing")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(IndexFormatError, match="no manifest.json"):
+    with pytest.raises(IndexFormatError, match=r"no manifest\.json"):
         Collection.open(tmp_path / "plain")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "manifest.json").write_text("{not json")

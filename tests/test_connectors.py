@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
-
 from rag.connectors.files import html_to_text, load_path, read_file
-from rag.errors import SourceError
 from rag.indexers.chunking import Chunker
+
+from rag.errors import SourceError
 from rag.types import Doc
 
 
@@ -15,8 +16,14 @@ def test_folder_reads_every_supported_type(docs_dir: Path):
     assert report.skipped == []
     by_id = {d.id: d for d in report.docs}
     assert set(by_id) == {
-        "security.md", "cafeteria.txt", "onboarding.html", "faq-1", "faq-2",
-        "offices.csv#row1", "offices.csv#row2", "handbook.pdf",
+        "security.md",
+        "cafeteria.txt",
+        "onboarding.html",
+        "faq-1",
+        "faq-2",
+        "offices.csv#row1",
+        "offices.csv#row2",
+        "handbook.pdf",
     }
     assert by_id["security.md"].meta == {"source": "security.md", "title": "Security handbook"}
     assert by_id["faq-1"].meta["year"] == 2024 and by_id["faq-1"].meta["title"] == "Holidays"
@@ -88,7 +95,7 @@ def test_chunk_ids_are_stable_spans_with_overlap():
         assert c.meta["parent"] == "p"
     assert a[0].text.endswith(".")  # ended on a sentence boundary
     words = [set(c.text.split()) for c in a]
-    assert all(w1 & w2 for w1, w2 in zip(words, words[1:], strict=False))  # overlapping windows
+    assert all(w1 & w2 for w1, w2 in itertools.pairwise(words))  # overlapping windows
     assert a[-1].meta["end"] == len(text)
     (whole,) = Chunker(size=0).split(doc)
     assert whole.id == "p" and whole.text == text

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rag.retrievers.hybrid import Hybrid, fuse
 
 from rag.errors import ConfigError, QueryError
-from rag.retrievers.hybrid import Hybrid, fuse
 from rag.types import Doc, Hit
 
 
@@ -24,7 +26,7 @@ def test_fused_list_is_bounded_unique_and_sorted(runs, k, method):
     ids = [h.doc.id for h in out]
     assert len(ids) == len(set(ids)) <= k
     assert set(ids) <= {i for r in runs for i in r}
-    assert all(a.score >= b.score for a, b in zip(out, out[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(out))
     assert len(ids) == min(k, len({i for r in runs for i in r}))
 
 

@@ -35,6 +35,8 @@ from rag.indexers.tokenize import Tokenizer
 from rag.errors import ConfigError, IndexFormatError
 
 _TF_MAX = np.iinfo(np.uint16).max
+_BATCH = 20_000  # texts tokenised per pass
+_SEP = "zzpilotfishdocumentseparatorzz"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class BM25Index:
         self.slot_ord = np.zeros(0, dtype=np.int64)
         self.alive = np.zeros(0, dtype=bool)
         self._scores: np.ndarray | None = None  # derived per-posting scores
+        self._word_cache: dict[str, int] = {}  # raw word -> term id (-1 dropped), not persisted
 
     # ------------------------------------------------------------------ stats
     def __len__(self) -> int:
@@ -118,33 +121,80 @@ class BM25Index:
     # ------------------------------------------------------------------ writes
     def add(self, ords: Sequence[int] | np.ndarray, texts: Sequence[str]) -> None:
         """Index ``texts`` under ``ords``; ords must be new and larger than every id already added."""
-        self.add_tokens(ords, self.tokenizer.tokenize(texts))
+        ords_a = self._check_new(ords, len(texts))
+        batches = []
+        for lo in range(0, len(texts), _BATCH):
+            batch = texts[lo : lo + _BATCH]
+            ids, lens = self._word_ids(batch)
+            batches.append(self._postings(ids, lens, len(self.slot_ord) + lo))
+        self._append(ords_a, batches)
 
     def add_tokens(self, ords: Sequence[int] | np.ndarray, tokens: Sequence[Sequence[str]]) -> None:
-        """Index pre-tokenised documents (lists of terms)."""
-        ords_a = np.asarray(ords, dtype=np.int64)
-        if len(ords_a) != len(tokens):
-            raise ConfigError(f"got {len(ords_a)} ids for {len(tokens)} texts; pass one id per text")
-        if len(ords_a) == 0:
-            return
-        if np.any(np.diff(ords_a) <= 0) or (len(self.slot_ord) and ords_a[0] <= self.slot_ord[-1]):
-            raise ConfigError("BM25 ids must be increasing and larger than every id already indexed")
-        vocab, terms = self.vocab, self.terms
+        """Index pre-tokenised documents (lists of terms, taken as they are)."""
+        ords_a = self._check_new(ords, len(tokens))
         lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
         flat = [w for toks in tokens for w in toks]
-        for w in set(flat).difference(vocab):
-            vocab[w] = len(terms)
-            terms.append(w)
-        n_terms = len(terms)
-        first_slot = len(self.slot_ord)
-        ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
-        docs = np.repeat(np.arange(first_slot, first_slot + len(tokens), dtype=np.int64), lens)
-        key, tf = np.unique(ids * (first_slot + len(tokens)) + docs, return_counts=True)
-        new_term, new_slot = np.divmod(key, first_slot + len(tokens))
-        self._merge(new_term, new_slot.astype(np.int32), np.minimum(tf, _TF_MAX).astype(np.uint16), n_terms)
+        ids = np.fromiter(map(self._term_id, flat), dtype=np.int64, count=len(flat))
+        self._append(ords_a, [self._postings(ids, lens, len(self.slot_ord))])
+
+    def _check_new(self, ords: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+        ords_a = np.asarray(ords, dtype=np.int64)
+        if len(ords_a) != n:
+            raise ConfigError(f"got {len(ords_a)} ids for {n} texts; pass one id per text")
+        if np.any(np.diff(ords_a) <= 0) or (len(ords_a) and len(self.slot_ord) and ords_a[0] <= self.slot_ord[-1]):
+            raise ConfigError("BM25 ids must be increasing and larger than every id already indexed")
+        return ords_a
+
+    def _term_id(self, term: str) -> int:
+        i = self.vocab.get(term)
+        if i is None:
+            i = self.vocab[term] = len(self.terms)
+            self.terms.append(term)
+        return i
+
+    def _word_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids of a batch's words (flattened) and the number of terms per text.
+
+        The batch is joined with a separator word and split in one regex pass; each distinct word
+        is normalised (stop words, stemming) once and cached as a term id (-1: dropped)."""
+        words = self.tokenizer.words(f" {_SEP} ".join(texts))
+        if words.count(_SEP) != len(texts) - 1:  # a text contains the separator word: go one by one
+            tokens = self.tokenizer.tokenize(texts)
+            lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+            flat = [w for toks in tokens for w in toks]
+            return np.fromiter(map(self._term_id, flat), dtype=np.int64, count=len(flat)), lens
+        cache = self._word_cache
+        if len(cache) > 5_000_000:
+            cache.clear()
+        cache[_SEP] = -2
+        new = set(words).difference(cache)
+        if new:
+            for w, t in self.tokenizer.terms(new).items():
+                cache[w] = -1 if t is None else self._term_id(t)
+        ids = np.fromiter(map(cache.__getitem__, words), dtype=np.int64, count=len(words))
+        doc = np.cumsum(ids == -2)
+        keep = ids >= 0
+        return ids[keep], np.bincount(doc[keep], minlength=len(texts))
+
+    def _postings(self, ids: np.ndarray, lens: np.ndarray, first_slot: int) -> tuple[np.ndarray, ...]:
+        """(term, slot, tf) of a batch, sorted by term then slot, and the batch's doc lengths."""
+        n = len(lens)
+        docs = np.repeat(np.arange(n, dtype=np.int64), lens)
+        key, tf = np.unique(ids * n + docs, return_counts=True)
+        term, local = np.divmod(key, n) if n else (key, key)
+        return term, (local + first_slot).astype(np.int32), np.minimum(tf, _TF_MAX).astype(np.uint16), lens
+
+    def _append(self, ords: np.ndarray, batches: list[tuple[np.ndarray, ...]]) -> None:
+        if len(ords) == 0:
+            return
+        term, slot, tf, lens = (np.concatenate([b[i] for b in batches]) for i in range(4))
+        if len(batches) > 1:  # each batch is term-sorted; a stable sort keeps slots ascending per term
+            order = np.argsort(term, kind="stable")
+            term, slot, tf = term[order], slot[order], tf[order]
+        self._merge(term, slot, tf, len(self.terms))
         self.doc_len = np.concatenate([self.doc_len, lens.astype(np.int32)])
-        self.slot_ord = np.concatenate([self.slot_ord, ords_a])
-        self.alive = np.concatenate([self.alive, np.ones(len(ords_a), dtype=bool)])
+        self.slot_ord = np.concatenate([self.slot_ord, ords])
+        self.alive = np.concatenate([self.alive, np.ones(len(ords), dtype=bool)])
         self._scores = None
 
     def _merge(self, new_term: np.ndarray, new_slot: np.ndarray, new_tf: np.ndarray, n_terms: int) -> None:

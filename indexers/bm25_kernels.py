@@ -44,6 +44,8 @@ def _search_numpy(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, ma
         acc = np.zeros(len(cand), dtype=np.float64)
         np.add.at(acc, inv, vals)
         acc = acc.astype(post_score.dtype)
+        nz = acc != 0
+        cand, acc = cand[nz], acc[nz]
         m = min(k, len(cand))
         top = np.lexsort((cand, -acc))[:m]
         out_slots[qi, :m] = cand[top]
@@ -76,46 +78,89 @@ if HAVE_NUMBA:
                 return
 
     @numba.njit(cache=True, nogil=True)
+    def _push(hs, hd, n, m, s, d):  # type: ignore[no-untyped-def]
+        """Offer (s, d) to a bounded heap holding n of at most m items; returns the new n."""
+        if n < m:
+            hs[n] = s
+            hd[n] = d
+            n += 1
+            if n == m:
+                for h in range(m // 2 - 1, -1, -1):
+                    _sift_down(hs, hd, m, h)
+        elif _better(s, d, hs[0], hd[0]):
+            hs[0] = s
+            hd[0] = d
+            _sift_down(hs, hd, m, 0)
+        return n
+
+    @numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})
     def _one_query(term_ptr, post_slot, post_score, terms, weights, mask, k, acc, seen, touched, out_s, out_d):  # type: ignore[no-untyped-def]
         use_mask = len(mask) > 0
-        nt = 0
+        n_slots = len(acc)
+        total = 0
         for j in range(len(terms)):
-            t = terms[j]
-            w = weights[j]
-            for p in range(term_ptr[t], term_ptr[t + 1]):
-                d = post_slot[p]
-                if use_mask and mask[d] == 0:
-                    continue
-                if seen[d] == 0:
-                    seen[d] = 1
-                    touched[nt] = d
-                    nt += 1
-                acc[d] += w * post_score[p]
-        m = min(k, nt)
-        hs = np.empty(m, dtype=acc.dtype)
-        hd = np.empty(m, dtype=np.int64)
+            total += term_ptr[terms[j] + 1] - term_ptr[terms[j]]
+        hs = np.empty(k, dtype=acc.dtype)
+        hd = np.empty(k, dtype=np.int64)
         n = 0
-        for i in range(nt):
-            d = touched[i]
-            s = acc[d]
-            acc[d] = 0
-            seen[d] = 0
-            if n < m:
-                hs[n] = s
-                hd[n] = d
-                n += 1
-                if n == m:
-                    for h in range(m // 2 - 1, -1, -1):
-                        _sift_down(hs, hd, m, h)
-            elif _better(s, d, hs[0], hd[0]):
-                hs[0] = s
-                hd[0] = d
-                _sift_down(hs, hd, m, 0)
-        if n < m:  # fewer than m seen: heapify what we have
+        if 4 * total > n_slots:
+            # dense: accumulate without bookkeeping, then one sequential scan of all slots
+            for j in range(len(terms)):
+                t = terms[j]
+                w = weights[j]
+                if use_mask:
+                    for p in range(term_ptr[t], term_ptr[t + 1]):
+                        d = post_slot[p]
+                        if mask[d] != 0:
+                            acc[d] += w * post_score[p]
+                else:
+                    for p in range(term_ptr[t], term_ptr[t + 1]):
+                        acc[post_slot[p]] += w * post_score[p]
+            # slots ascend here, so a tie with the worst kept never wins: test s > root only;
+            # once the heap is full the first test is almost always false (well predicted)
+            # blocks whose maximum cannot enter the heap are skipped after a vectorised max
+            for lo in range(0, n_slots, 64):
+                hi = min(lo + 64, n_slots)
+                if n == k:
+                    mx = acc[lo]
+                    for d in range(lo + 1, hi):
+                        mx = max(mx, acc[d])
+                    if not mx > hs[0]:
+                        continue
+                for d in range(lo, hi):
+                    s = acc[d]
+                    if n == k:
+                        if s > hs[0] and s != 0:
+                            n = _push(hs, hd, n, k, s, d)
+                    elif s != 0:
+                        n = _push(hs, hd, n, k, s, d)
+            acc[:] = 0
+        else:
+            # sparse: remember the documents touched and select among those only
+            nt = 0
+            for j in range(len(terms)):
+                t = terms[j]
+                w = weights[j]
+                for p in range(term_ptr[t], term_ptr[t + 1]):
+                    d = post_slot[p]
+                    if use_mask and mask[d] == 0:
+                        continue
+                    if seen[d] == 0:
+                        seen[d] = 1
+                        touched[nt] = d
+                        nt += 1
+                    acc[d] += w * post_score[p]
+            for i in range(nt):
+                d = touched[i]
+                s = acc[d]
+                acc[d] = 0
+                seen[d] = 0
+                if s != 0 and (n < k or s >= hs[0]):
+                    n = _push(hs, hd, n, k, s, d)
+        if n < k:  # fewer than k candidates: the heap was never built
             for h in range(n // 2 - 1, -1, -1):
                 _sift_down(hs, hd, n, h)
-        # pop worst-first into the tail of the output
-        size = n
+        size = n  # pop worst-first into the tail of the output
         while size > 0:
             out_s[size - 1] = hs[0]
             out_d[size - 1] = hd[0]
@@ -158,9 +203,9 @@ if HAVE_NUMBA:
 
 
 def search(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k, n_slots, threads=0):  # type: ignore[no-untyped-def]
-    """Top-k slots and scores per query; slot -1 pads queries with fewer than k matching documents.
+    """Top-k slots and scores per query; slot -1 pads queries with fewer than k scored documents.
 
-    Ties are broken by the lower slot, so results are deterministic.
+    Only documents with a nonzero score are returned. Ties are broken by the lower slot.
     """
     if not HAVE_NUMBA:
         return _search_numpy(term_ptr, post_slot, post_score, q_ptr, q_terms, q_weights, mask, k, n_slots)

@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -39,7 +39,7 @@ class Tokenizer:
     stemmer: str | None = "english"
     min_len: int = 1
     _stop: frozenset[str] = field(init=False, repr=False, compare=False)
-    _stem_cache: dict[str, str] = field(init=False, repr=False, compare=False)
+    _stem_cache: dict[str, str | None] = field(init=False, repr=False, compare=False)
     _stem: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,24 +67,29 @@ class Tokenizer:
         """Parameters as a JSON-able dict (saved in the manifest)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
+    def words(self, text: str) -> list[str]:
+        """The raw words of a text (case-folded when ``lowercase``), before stop words and stemming."""
+        return _WORD.findall(text.lower() if self.lowercase else text)
+
+    def terms(self, words: Iterable[str]) -> dict[str, str | None]:
+        """Map each distinct word to its index term, or None when it is dropped (stop word, too short)."""
+        uniq = list(set(words))
+        cache = self._stem_cache
+        missing = [w for w in uniq if w not in cache]
+        if missing:
+            keep = [w for w in missing if len(w) >= self.min_len and w not in self._stop]
+            stems = self._stem.stemWords(keep) if self._stem is not None and keep else keep
+            if len(cache) + len(missing) > 2_000_000:  # bound memory on unbounded vocabularies
+                cache.clear()
+            cache.update(dict.fromkeys(missing))
+            cache.update(zip(keep, stems, strict=True))
+        return {w: cache.get(w) if w in cache else self.terms([w])[w] for w in uniq}
+
     def tokenize(self, texts: Iterable[str]) -> list[list[str]]:
         """Tokenise each text into a list of terms."""
         out = []
-        stop, min_len = self._stop, self.min_len
         for text in texts:
-            if self.lowercase:
-                text = text.lower()
-            words = [w for w in _WORD.findall(text) if len(w) >= min_len and w not in stop]
-            out.append(self._stem_words(words) if self._stem is not None else words)
+            words = self.words(text)
+            table = self.terms(words)
+            out.append([t for t in map(table.__getitem__, words) if t is not None])
         return out
-
-    def _stem_words(self, words: Sequence[str]) -> list[str]:
-        cache = self._stem_cache
-        missing = [w for w in set(words) if w not in cache]
-        if missing:
-            for w, s in zip(missing, self._stem.stemWords(missing), strict=True):
-                cache[w] = s
-            if len(cache) > 2_000_000:  # keep memory bounded on unbounded vocabularies
-                cache.clear()
-                return list(self._stem.stemWords(list(words)))
-        return [cache[w] for w in words]

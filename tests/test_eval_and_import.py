@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from rag.eval import evaluate_run, load_beir, map_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from rag.errors import ConfigError, SourceError
+from rag.eval import evaluate_run, load_beir, map_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 
 
 def test_metrics_by_hand():

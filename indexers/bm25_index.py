@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rag.indexers import bm25_kernels
-from rag.indexers.tokenize import Tokenizer
 
 from rag.errors import ConfigError, IndexFormatError
+from rag.indexers import bm25_kernels
+from rag.indexers.tokenize import Tokenizer
 
 _TF_MAX = np.iinfo(np.uint16).max
 _BATCH = 20_000  # texts tokenised per pass

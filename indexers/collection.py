@@ -15,17 +15,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
-import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rag.errors import CollectionLockedError, ConfigError, IndexFormatError
+from rag.indexers import writes
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.chunking import Chunker
 from rag.indexers.dense_index import DenseIndex, DenseParams
@@ -34,45 +34,15 @@ from rag.indexers.manifest import (
     MANIFEST,
     TYPE,
     read_manifest,
-    sha256_file,
     verify_payload,
-    write_json_atomic,
 )
-from rag.indexers.store import DocStore, index_text
+from rag.indexers.store import DocStore
 from rag.indexers.tokenize import Tokenizer
-
-from rag.errors import CollectionLockedError, ConfigError, DocumentNotFoundError, IndexFormatError
+from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder, Retriever
-from rag.types import Doc, Hit, content_id
+from rag.types import Doc, Hit
 
 MODES = ("bm25", "dense", "hybrid")
-
-
-def _fault(point: str) -> None:
-    """Crash-test hook: ``PILOTFISH_FAULT=<point>`` kills the process there (as kill -9 would)."""
-    if os.environ.get("PILOTFISH_FAULT") == point:
-        os.kill(os.getpid(), 9)
-
-
-@dataclass(frozen=True)
-class IndexResult:
-    """What a write did: documents added, updated (content changed), unchanged, deleted; chunks."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    chunks_added: int = 0
-    chunks_removed: int = 0
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("pilotfish")
-    except Exception:
-        return "0+unknown"
 
 
 def _encoder_name(enc: Any) -> str:
@@ -149,7 +119,7 @@ class Collection:
         manifest: dict[str, Any] = {
             "type": TYPE,
             "format_version": FORMAT_VERSION,
-            "pilotfish_version": _version(),
+            "pilotfish_version": writes.package_version(),
             "generation": 0,
             "created": now,
             "updated": now,
@@ -164,9 +134,9 @@ class Collection:
         self._bm25 = bm
         if enc is not None:
             self._dense = DenseIndex(manifest["encoder"]["dim"], dense_p)
-        with self._locked():
+        with writes.locked(self):
             self._store_()
-            self._save_payloads_and_manifest(0)
+            writes.commit(self, 0)
         return self
 
     @classmethod
@@ -324,197 +294,22 @@ class Collection:
     def add(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Add documents. A document whose id is already stored is replaced when its text or
         metadata changed and left alone when not, so re-indexing the same files updates in place."""
-        return self._write(_as_docs(docs), must_exist=False, progress=progress)
+        return writes.write(self, writes.as_docs(docs), must_exist=False, progress=progress)
 
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Replace stored documents; every id must exist (else :class:`DocumentNotFoundError`)."""
-        return self._write(_as_docs(docs), must_exist=True, progress=progress)
+        return writes.write(self, writes.as_docs(docs), must_exist=True, progress=progress)
 
     def delete(self, ids: Iterable[str]) -> IndexResult:
         """Delete documents (and their chunks) by id; ids not stored are ignored."""
-        return self._write([], must_exist=False, progress=False, delete=list(ids))
+        return writes.write(self, [], must_exist=False, progress=False, delete=list(ids))
 
     def rebuild(self, *, progress: bool = False) -> IndexResult:
         """Rebuild the BM25 and dense indexes from the document store (repairs damaged payloads)."""
-        self._check_writable()
-        with self._locked():
-            self._refresh()
-            gen = self.generation
-            self.store.rollback(gen)
-            bm = BM25Index(
-                BM25Params(**self.manifest["params"]["params"]), Tokenizer(**self.manifest["params"]["tokenizer"])
-            )
-            dense = None
-            if self.has_dense:
-                dense = DenseIndex(self.manifest["encoder"]["dim"], DenseParams(**self.manifest["params"]["dense"]))
-            n = 0
-            for ords, texts in self.store.iter_chunks(gen):
-                bm.add(ords, texts)
-                if dense is not None:
-                    dense.add(ords, self._encode(texts, progress))
-                n += len(ords)
-            self._bm25, self._dense = bm, dense
-            self._save_payloads_and_manifest(gen + 1)  # rows stay visible
-        return IndexResult(chunks_added=n)
-
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise ConfigError(f"collection {self.path} was opened read_only; open it with read_only=False to write")
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as e:
-                raise CollectionLockedError(
-                    f"collection {self.path} is locked by another writer; wait for it to finish and retry"
-                ) from e
-            yield
-        finally:
-            os.close(fd)
-
-    def _refresh(self) -> None:
-        """Pick up a generation committed by another process since this one was loaded."""
-        current = read_manifest(self.path)
-        if current["generation"] != self.generation:
-            self.manifest = current
-            self._bm25 = self._dense = None
-
-    def _encode(self, texts: Sequence[str], progress: bool) -> np.ndarray:
-        assert self.encoder is not None
-        if not progress or len(texts) <= 256:
-            return self.encoder.encode(texts)
-        from tqdm import tqdm
-
-        out = []
-        with tqdm(total=len(texts), desc="embedding", unit="chunk", disable=None) as bar:
-            for i in range(0, len(texts), 256):
-                out.append(self.encoder.encode(texts[i : i + 256]))
-                bar.update(len(out[-1]))
-        return np.vstack(out)
-
-    def _write(
-        self, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
-    ) -> IndexResult:
-        self._check_writable()
-        with self._locked():
-            self._refresh()
-            gen = self.generation
-            store = self.store
-            store.rollback(gen)
-            ids = [d.id for d in docs]
-            hashes = [content_id(d.text, d.meta) for d in docs]
-            stored = store.doc_hashes(ids, gen)
-            if must_exist and (missing := [i for i in ids if i not in stored]):
-                raise DocumentNotFoundError(
-                    f"update() needs existing ids; not in {self.path}: {missing[:5]}"
-                    f"{' ...' if len(missing) > 5 else ''} (use add() for new documents)"
-                )
-            changed = [(d, h) for d, h in zip(docs, hashes, strict=True) if stored.get(d.id) != h]
-            removed = [d.id for d, _ in changed if d.id in stored]
-            if delete:
-                removed += list(store.doc_hashes(delete, gen))
-            unchanged = len(docs) - len(changed)
-            if not changed and not removed:
-                return IndexResult(unchanged=unchanged)
-            next_ord = store.next_ord()
-            chunk_rows: list[tuple[int, Doc]] = []
-            doc_rows = []
-            for d, h in changed:
-                parts = self.chunker.split(d)
-                doc_rows.append((d.id, h, {k: v for k, v in d.meta.items() if k != "page_starts"}, len(parts)))
-                for c in parts:
-                    chunk_rows.append((next_ord, c))
-                    next_ord += 1
-            texts = [index_text(c.text, c.meta) for _, c in chunk_rows]
-            ords = np.asarray([o for o, _ in chunk_rows], dtype=np.int64)
-            vecs = self._encode(texts, progress) if self.has_dense and texts else None
-            new_gen = gen + 1
-            try:
-                removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
-                _fault("after_store")
-                bm = self.bm25
-                bm.delete(removed_ords)
-                bm.add(ords, texts)
-                if self.has_dense:
-                    dn = self.dense
-                    dn.remove(removed_ords)
-                    if vecs is not None:
-                        dn.add(ords, vecs)
-                self._save_payloads_and_manifest(new_gen)
-            except BaseException:
-                self._bm25 = self._dense = None  # in-memory indexes may hold the failed change
-                with contextlib.suppress(Exception):
-                    store.rollback(gen)
-                raise
-            n_upd = len(set(removed) & {d.id for d, _ in changed})
-            return IndexResult(
-                added=len(changed) - n_upd,
-                updated=n_upd,
-                unchanged=unchanged,
-                deleted=len(removed) - n_upd,
-                chunks_added=len(chunk_rows),
-                chunks_removed=len(removed_ords),
-            )
-
-    def _save_payloads_and_manifest(self, gen: int) -> None:
-        old = {e["file"] for e in self.manifest["payloads"].values()}
-        payloads = {}
-        bm_file = f"bm25-{gen:06d}.npz"
-        self.bm25.save(self.path / bm_file)
-        _fault("after_bm25")
-        payloads["bm25"] = {"file": bm_file, "sha256": sha256_file(self.path / bm_file)}
-        if self.has_dense:
-            d_file = f"dense-{gen:06d}.faiss"
-            assert self._dense is not None or self.manifest["payloads"].get("dense")
-            self.dense.save(self.path / d_file)
-            payloads["dense"] = {"file": d_file, "sha256": sha256_file(self.path / d_file)}
-        _fault("before_manifest")
-        n_docs, n_chunks = self.store.counts(gen)
-        manifest = {
-            **self.manifest,
-            "generation": gen,
-            "pilotfish_version": _version(),
-            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "counts": {"documents": n_docs, "chunks": n_chunks},
-            "payloads": payloads,
-        }
-        write_json_atomic(self.path / MANIFEST, manifest)
-        self.manifest = manifest
-        _fault("after_manifest")
-        keep = {e["file"] for e in payloads.values()}
-        for f in old - keep:
-            with contextlib.suppress(OSError):
-                (self.path / f).unlink()
-        self._remove_orphans(keep)
-        self.store.vacuum(gen)
-
-    def _remove_orphans(self, keep: set[str]) -> None:
-        for f in self.path.iterdir():
-            if f.name.startswith(("bm25-", "dense-")) and f.name not in keep:
-                with contextlib.suppress(OSError):
-                    f.unlink()
+        return writes.rebuild(self, progress=progress)
 
     @staticmethod
     def destroy(path: str | Path) -> None:
         """Delete a collection directory (checks that it is one first)."""
         read_manifest(Path(path))
         shutil.rmtree(path)
-
-
-def _as_docs(docs: Iterable[Doc | str]) -> list[Doc]:
-    out = []
-    seen: set[str] = set()
-    for d in docs:
-        doc = Doc(text=d) if isinstance(d, str) else d
-        if not isinstance(doc, Doc):
-            raise ConfigError(f"expected Doc or str, got {type(d).__name__}")
-        if not doc.text.strip():
-            raise ConfigError(f"document {doc.id!r} has no text; drop it or give it text")
-        if doc.id in seen:
-            raise ConfigError(f"document id {doc.id!r} appears twice in one call; ids must be unique")
-        seen.add(doc.id)
-        out.append(doc)
-    return out

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rag.indexers.filters import to_sql
 
 from rag.errors import IndexFormatError, MissingDependencyError
+from rag.indexers.filters import to_sql
 from rag.types import Doc
 
 _VISIBLE = "added_gen <= {g} AND (deleted_gen IS NULL OR deleted_gen > {g})"

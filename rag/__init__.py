@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Collection": "rag.indexers.collection",
-    "IndexResult": "rag.indexers.collection",
+    "IndexResult": "rag.indexers.writes",
     "BM25Index": "rag.indexers.bm25_index",
     "BM25Params": "rag.indexers.bm25_index",
     "Tokenizer": "rag.indexers.tokenize",
@@ -82,9 +82,10 @@ if TYPE_CHECKING:
     from rag.encoders import SentenceTransformerEncoder
     from rag.indexers.bm25_index import BM25Index, BM25Params
     from rag.indexers.chunking import Chunker
-    from rag.indexers.collection import Collection, IndexResult
+    from rag.indexers.collection import Collection
     from rag.indexers.dense_index import DenseIndex, DenseParams
     from rag.indexers.tokenize import Tokenizer
+    from rag.indexers.writes import IndexResult
     from rag.retrievers.bm25 import BM25Retriever
     from rag.retrievers.dense import DenseRetriever
     from rag.retrievers.hybrid import Hybrid, fuse

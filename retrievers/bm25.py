@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rag.retrievers.base import check_k, check_query, merge_filters
-
 from rag.types import Hit
 
 if TYPE_CHECKING:

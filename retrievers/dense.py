@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from rag.retrievers.base import check_k, check_query, merge_filters
-
 from rag.errors import ConfigError
+from rag.retrievers.base import check_k, check_query, merge_filters
 from rag.types import Hit
 
 if TYPE_CHECKING:

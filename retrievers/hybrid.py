@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rag.retrievers.base import check_k, check_query
-
 from rag.errors import ConfigError
 from rag.protocols import Retriever
+from rag.retrievers.base import check_k, check_query
 from rag.types import Doc, Hit
 
 METHODS = ("rrf", "convex")

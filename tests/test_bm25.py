@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from rag.errors import ConfigError, IndexFormatError
 from rag.indexers import bm25_kernels
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.tokenize import Tokenizer
-
-from rag.errors import ConfigError, IndexFormatError
 
 PLAIN = Tokenizer(stopwords=None, stemmer=None)
 

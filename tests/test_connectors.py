@@ -4,10 +4,10 @@ import itertools
 from pathlib import Path
 
 import pytest
-from rag.connectors.files import html_to_text, load_path, read_file
-from rag.indexers.chunking import Chunker
 
+from rag.connectors.files import html_to_text, load_path, read_file
 from rag.errors import SourceError
+from rag.indexers.chunking import Chunker
 from rag.types import Doc
 
 

@@ -5,9 +5,9 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rag.retrievers.hybrid import Hybrid, fuse
 
 from rag.errors import ConfigError, QueryError
+from rag.retrievers.hybrid import Hybrid, fuse
 from rag.types import Doc, Hit
 
 

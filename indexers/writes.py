@@ -1,0 +1,242 @@
+"""The write path of a collection: add/update/delete as one generation, rebuild, commit, lock.
+
+A write runs under the collection's lock: roll back any uncommitted rows, chunk and embed the new
+documents (nothing is written before embedding succeeds), write rows tagged with the new generation,
+update the in-memory indexes, save new payload files, then rename the manifest into place (the
+commit point), and finally remove the previous payload files and rows deleted for good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.errors import CollectionLockedError, ConfigError, DocumentNotFoundError
+from rag.indexers.bm25_index import BM25Index, BM25Params
+from rag.indexers.dense_index import DenseIndex, DenseParams
+from rag.indexers.manifest import MANIFEST, read_manifest, sha256_file, write_json_atomic
+from rag.indexers.store import index_text
+from rag.indexers.tokenize import Tokenizer
+from rag.types import Doc, content_id
+
+if TYPE_CHECKING:
+    from rag.indexers.collection import Collection
+
+
+def _fault(point: str) -> None:
+    """Crash-test hook: ``PILOTFISH_FAULT=<point>`` kills the process there (as kill -9 would)."""
+    if os.environ.get("PILOTFISH_FAULT") == point:
+        os.kill(os.getpid(), 9)
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pilotfish")
+    except Exception:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What a write did: documents added, updated (content changed), unchanged, deleted; chunks."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+
+
+def as_docs(docs: Iterable[Doc | str]) -> list[Doc]:
+    out = []
+    seen: set[str] = set()
+    for d in docs:
+        doc = Doc(text=d) if isinstance(d, str) else d
+        if not isinstance(doc, Doc):
+            raise ConfigError(f"expected Doc or str, got {type(d).__name__}")
+        if not doc.text.strip():
+            raise ConfigError(f"document {doc.id!r} has no text; drop it or give it text")
+        if doc.id in seen:
+            raise ConfigError(f"document id {doc.id!r} appears twice in one call; ids must be unique")
+        seen.add(doc.id)
+        out.append(doc)
+    return out
+
+
+def rebuild(kb: Collection, *, progress: bool = False) -> IndexResult:
+    """Rebuild the BM25 and dense indexes from the document store (repairs damaged payloads)."""
+    check_writable(kb)
+    with locked(kb):
+        refresh(kb)
+        gen = kb.generation
+        kb.store.rollback(gen)
+        bm = BM25Index(BM25Params(**kb.manifest["params"]["params"]), Tokenizer(**kb.manifest["params"]["tokenizer"]))
+        dense = None
+        if kb.has_dense:
+            dense = DenseIndex(kb.manifest["encoder"]["dim"], DenseParams(**kb.manifest["params"]["dense"]))
+        n = 0
+        for ords, texts in kb.store.iter_chunks(gen):
+            bm.add(ords, texts)
+            if dense is not None:
+                dense.add(ords, encode_texts(kb, texts, progress))
+            n += len(ords)
+        kb._bm25, kb._dense = bm, dense
+        commit(kb, gen + 1)  # rows stay visible
+    return IndexResult(chunks_added=n)
+
+
+def check_writable(kb: Collection) -> None:
+    if kb.read_only:
+        raise ConfigError(f"collection {kb.path} was opened read_only; open it with read_only=False to write")
+
+
+@contextlib.contextmanager
+def locked(kb: Collection) -> Iterator[None]:
+    fd = os.open(kb.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise CollectionLockedError(
+                f"collection {kb.path} is locked by another writer; wait for it to finish and retry"
+            ) from e
+        yield
+    finally:
+        os.close(fd)
+
+
+def refresh(kb: Collection) -> None:
+    """Pick up a generation committed by another process since this one was loaded."""
+    current = read_manifest(kb.path)
+    if current["generation"] != kb.generation:
+        kb.manifest = current
+        kb._bm25 = kb._dense = None
+
+
+def encode_texts(kb: Collection, texts: Sequence[str], progress: bool) -> np.ndarray:
+    assert kb.encoder is not None
+    if not progress or len(texts) <= 256:
+        return kb.encoder.encode(texts)
+    from tqdm import tqdm
+
+    out = []
+    with tqdm(total=len(texts), desc="embedding", unit="chunk", disable=None) as bar:
+        for i in range(0, len(texts), 256):
+            out.append(kb.encoder.encode(texts[i : i + 256]))
+            bar.update(len(out[-1]))
+    return np.vstack(out)
+
+
+def write(
+    kb: Collection, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
+) -> IndexResult:
+    check_writable(kb)
+    with locked(kb):
+        refresh(kb)
+        gen = kb.generation
+        store = kb.store
+        store.rollback(gen)
+        ids = [d.id for d in docs]
+        hashes = [content_id(d.text, d.meta) for d in docs]
+        stored = store.doc_hashes(ids, gen)
+        if must_exist and (missing := [i for i in ids if i not in stored]):
+            raise DocumentNotFoundError(
+                f"update() needs existing ids; not in {kb.path}: {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''} (use add() for new documents)"
+            )
+        changed = [(d, h) for d, h in zip(docs, hashes, strict=True) if stored.get(d.id) != h]
+        removed = [d.id for d, _ in changed if d.id in stored]
+        if delete:
+            removed += list(store.doc_hashes(delete, gen))
+        unchanged = len(docs) - len(changed)
+        if not changed and not removed:
+            return IndexResult(unchanged=unchanged)
+        next_ord = store.next_ord()
+        chunk_rows: list[tuple[int, Doc]] = []
+        doc_rows = []
+        for d, h in changed:
+            parts = kb.chunker.split(d)
+            doc_rows.append((d.id, h, {k: v for k, v in d.meta.items() if k != "page_starts"}, len(parts)))
+            for c in parts:
+                chunk_rows.append((next_ord, c))
+                next_ord += 1
+        texts = [index_text(c.text, c.meta) for _, c in chunk_rows]
+        ords = np.asarray([o for o, _ in chunk_rows], dtype=np.int64)
+        vecs = encode_texts(kb, texts, progress) if kb.has_dense and texts else None
+        new_gen = gen + 1
+        try:
+            removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
+            _fault("after_store")
+            bm = kb.bm25
+            bm.delete(removed_ords)
+            bm.add(ords, texts)
+            if kb.has_dense:
+                dn = kb.dense
+                dn.remove(removed_ords)
+                if vecs is not None:
+                    dn.add(ords, vecs)
+            commit(kb, new_gen)
+        except BaseException:
+            kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
+            with contextlib.suppress(Exception):
+                store.rollback(gen)
+            raise
+        n_upd = len(set(removed) & {d.id for d, _ in changed})
+        return IndexResult(
+            added=len(changed) - n_upd,
+            updated=n_upd,
+            unchanged=unchanged,
+            deleted=len(removed) - n_upd,
+            chunks_added=len(chunk_rows),
+            chunks_removed=len(removed_ords),
+        )
+
+
+def commit(kb: Collection, gen: int) -> None:
+    old = {e["file"] for e in kb.manifest["payloads"].values()}
+    payloads = {}
+    bm_file = f"bm25-{gen:06d}.npz"
+    kb.bm25.save(kb.path / bm_file)
+    _fault("after_bm25")
+    payloads["bm25"] = {"file": bm_file, "sha256": sha256_file(kb.path / bm_file)}
+    if kb.has_dense:
+        d_file = f"dense-{gen:06d}.faiss"
+        assert kb._dense is not None or kb.manifest["payloads"].get("dense")
+        kb.dense.save(kb.path / d_file)
+        payloads["dense"] = {"file": d_file, "sha256": sha256_file(kb.path / d_file)}
+    _fault("before_manifest")
+    n_docs, n_chunks = kb.store.counts(gen)
+    manifest = {
+        **kb.manifest,
+        "generation": gen,
+        "pilotfish_version": package_version(),
+        "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "counts": {"documents": n_docs, "chunks": n_chunks},
+        "payloads": payloads,
+    }
+    write_json_atomic(kb.path / MANIFEST, manifest)
+    kb.manifest = manifest
+    _fault("after_manifest")
+    keep = {e["file"] for e in payloads.values()}
+    for f in old - keep:
+        with contextlib.suppress(OSError):
+            (kb.path / f).unlink()
+    remove_orphans(kb, keep)
+    kb.store.vacuum(gen)
+
+
+def remove_orphans(kb: Collection, keep: set[str]) -> None:
+    for f in kb.path.iterdir():
+        if f.name.startswith(("bm25-", "dense-")) and f.name not in keep:
+            with contextlib.suppress(OSError):
+                f.unlink()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ def _read_pdf(data: bytes, rel: str) -> Doc:
         from pypdf.errors import PdfReadError
     except ImportError as e:  # pragma: no cover
         raise SourceError(rel, "reading PDF needs pypdf: pip install pypdf") from e
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # damage is reported per file, not logged
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):

@@ -233,6 +233,17 @@ class Collection:
             )
         return self._dense
 
+    def load(self) -> Collection:
+        """Load the indexes and the encoder now (they load lazily otherwise) and warm them up, so
+        the first search is as fast as the next. Returns the collection."""
+        self.bm25.search(["warm up"], k=1)
+        self.hits(self.bm25.ords[:1], np.zeros(1), "warm-up")  # the store's first query is slow
+        if self.has_dense:
+            _ = self.dense
+            if self.encoder is not None:
+                self.encoder.encode(["warm up"])
+        return self
+
     # ------------------------------------------------------------------ reads
     def get(self, ids: Sequence[str]) -> list[Doc]:
         """Chunks of the given document ids, in document then position order."""

@@ -78,11 +78,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
+        bad_files = sum(1 for s in skipped if not s.path.rsplit(":", 1)[-1].isdigit())  # not JSONL lines
         print(
-            f"indexed {len(files) - len({s.path.split(':')[0] for s in skipped if ':' not in s.path})} of "
-            f"{len(files)} files into {kb.path}: {totals['added']} documents added, {totals['updated']} updated, "
-            f"{totals['unchanged']} unchanged; {totals['chunks_added']} chunks written. "
-            f"The collection holds {len(kb)} documents in {kb.num_chunks} chunks."
+            f"{len(files)} files read ({bad_files} skipped): {totals['added']} documents added, "
+            f"{totals['updated']} updated, {totals['unchanged']} unchanged; {totals['chunks_added']} chunks "
+            f"written. {kb.path} holds {len(kb)} documents in {kb.num_chunks} chunks."
         )
     if skipped:
         print(f"skipped {len(skipped)}:", file=sys.stderr)
@@ -101,6 +101,7 @@ def _filters(args: argparse.Namespace) -> dict[str, Any] | None:
 def cmd_search(args: argparse.Namespace) -> int:
     with _open(args) as kb:
         retriever = kb.retriever(args.mode, k=args.k)
+        kb.load()  # model and index loading are not part of the query time
         filters = _filters(args)
         t0 = time.perf_counter()
         hits = retriever.retrieve(args.query, k=args.k, filters=filters)
@@ -112,7 +113,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("no results")
     for i, h in enumerate(hits, 1):
         m = h.doc.meta
-        where = ", ".join(str(x) for x in (m.get("source"), f"p. {m['page']}" if m.get("page") else None) if x)
+        source = m.get("source") if m.get("source") != m.get("parent", h.doc.id) else None
+        where = ", ".join(str(x) for x in (source, f"p. {m['page']}" if m.get("page") else None) if x)
         snippet = " ".join(h.doc.text.split())
         snippet = snippet[:240] + ("..." if len(snippet) > 240 else "")
         print(f"{i:>2}. {h.score:.4f}  {h.doc.id}" + (f"  ({where})" if where else ""))

@@ -107,7 +107,7 @@ class Collection:
         path = Path(path)
         if (path / MANIFEST).exists():
             if exist_ok:
-                return cls.open(path, encoder=encoder if not isinstance(encoder, str) or encoder != "default" else None)
+                return cls.open(path, encoder=None if encoder == "default" else encoder)
             raise ConfigError(f"a collection already exists at {path}; open it with Collection.open()")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ConfigError(f"{path} exists and is not an empty directory; choose a new path for the collection")

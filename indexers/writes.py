@@ -187,9 +187,10 @@ def write(
                     dn.add(ords, vecs)
             commit(kb, new_gen)
         except BaseException:
-            kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
-            with contextlib.suppress(Exception):
-                store.rollback(gen)
+            if kb.generation == gen:  # not committed: undo; after the commit point there is nothing to undo
+                kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
+                with contextlib.suppress(Exception):
+                    store.rollback(gen)
             raise
         n_upd = len(set(removed) & {d.id for d, _ in changed})
         return IndexResult(

@@ -304,3 +304,46 @@ def test_ann_index_kinds(tmp_path, encoder, kind):
     kb.close()
     again = Collection.open(tmp_path / kind)
     assert len(again.search("lunch", mode="dense", k=10)) == 3
+
+
+class _FailingEncoder(_OtherEncoder):
+    fail = False
+
+    def encode(self, texts):
+        if self.fail:
+            raise RuntimeError("encoder crashed")
+        return super().encode(texts)
+
+
+def test_a_failed_write_changes_nothing(tmp_path):
+    enc = _FailingEncoder()
+    kb = Collection.create(tmp_path / "f", encoder=enc)
+    kb.add(DOCS)
+    gen = kb.generation
+    enc.fail = True
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        kb.add([Doc("brand new text", id="new")])
+    enc.fail = False
+    assert kb.generation == gen and "new" not in kb.ids()
+    assert kb.add([Doc("brand new text", id="new")]).added == 1
+
+
+def test_a_failure_after_the_commit_point_keeps_the_commit(sparse_kb, monkeypatch):
+    def broken_vacuum(gen):
+        raise OSError("disk hiccup while cleaning up")
+
+    monkeypatch.setattr(sparse_kb.store, "vacuum", broken_vacuum)
+    with pytest.raises(OSError, match="disk hiccup"):
+        sparse_kb.add([Doc("committed before the cleanup failed", id="late")])
+    monkeypatch.undo()
+    path = sparse_kb.path
+    sparse_kb.close()
+    again = Collection.open(path)
+    assert "late" in again.ids()
+    assert again.search("cleanup failed", mode="bm25", k=1)[0].doc.id == "late"
+    again.close()
+
+
+def test_create_exist_ok_opens_the_existing_collection(sparse_kb):
+    again = Collection.create(sparse_kb.path, encoder=None, exist_ok=True)
+    assert len(again) == 4 and again.generation == sparse_kb.generation

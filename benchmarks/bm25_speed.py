@@ -3,7 +3,7 @@
 Synthetic Zipf corpora (pseudo-words from syllables, Zipf exponent 1.07, 20-80 words per document)
 at 10k, 100k and 1M documents, plus SciFact. Query throughput is the best of 3 runs of all queries
 (rank-bm25: one query at a time within a time budget). Each (engine, corpus) runs in its own
-subprocess reading the corpus from a text file, so peak memory (ru_maxrss) less the loaded corpus
+subprocess reading the corpus from a text file, so peak memory (VmHWM) less the loaded corpus
 (data_mb) is the engine's own. Every engine tokenises the same way (lowercase words, English stop
 words, Snowball stemmer) and indexes raw text; queries are 3-6 words drawn from the same
 distribution; k = 10; all cores (numba threads = os.cpu_count()).
@@ -130,8 +130,18 @@ def run_engine(engine: str, docs: list[str], queries: list[str], time_budget: fl
         "docs_per_s": round(len(docs) / t_index),
         "queries": done,
         "qps": round(done / t_q, 1),
-        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_mb": round(peak_mb()),
     }
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory (VmHWM). Unlike ru_maxrss, which Linux carries over from
+    the parent across fork and exec, it starts afresh in each worker."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def corpus_file(n: int, n_queries: int) -> Path:
@@ -154,7 +164,7 @@ def worker(args: argparse.Namespace) -> None:
         head, _, body = corpus_file(int(args.corpus), args.queries).read_text(encoding="utf-8").partition("\n\n")
         docs, queries = body.split("\n"), head.split("\n")
     queries = queries[: args.queries]
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_mb()
     out = run_engine(args.engine, docs, queries, args.budget, args.repeat)
     out["corpus"] = args.corpus
     out["data_mb"] = round(base)

@@ -146,7 +146,8 @@ class Collection:
         Args:
             encoder: leave None to load the encoder the collection was built with; an encoder given
                 here must have the same name and dimension (else :class:`IndexFormatError`).
-            read_only: open the document store read-only (searching only).
+            read_only: open the document store read-only (searching only); several read-only
+                processes can share a collection.
         """
         path = Path(path)
         manifest = read_manifest(path)
@@ -206,8 +207,8 @@ class Collection:
             except IndexFormatError as e:
                 if "lock" in str(e).lower():
                     raise CollectionLockedError(
-                        f"collection {self.path} is open for writing in another process; close it "
-                        "there, or wait and retry"
+                        f"collection {self.path} is in use by another process that opened it for writing; "
+                        "close it there (or open both read_only=True to share it), then retry"
                     ) from e
                 raise
         return self._store

@@ -329,10 +329,12 @@ def test_a_failed_write_changes_nothing(tmp_path):
 
 
 def test_a_failure_after_the_commit_point_keeps_the_commit(sparse_kb, monkeypatch):
-    def broken_vacuum(gen):
+    from rag.indexers.store import DocStore
+
+    def broken_vacuum(self, gen):
         raise OSError("disk hiccup while cleaning up")
 
-    monkeypatch.setattr(sparse_kb.store, "vacuum", broken_vacuum)
+    monkeypatch.setattr(DocStore, "vacuum", broken_vacuum)
     with pytest.raises(OSError, match="disk hiccup"):
         sparse_kb.add([Doc("committed before the cleanup failed", id="late")])
     monkeypatch.undo()
@@ -347,3 +349,20 @@ def test_a_failure_after_the_commit_point_keeps_the_commit(sparse_kb, monkeypatc
 def test_create_exist_ok_opens_the_existing_collection(sparse_kb):
     again = Collection.create(sparse_kb.path, encoder=None, exist_ok=True)
     assert len(again) == 4 and again.generation == sparse_kb.generation
+
+
+def test_another_process_gets_a_clear_locked_error(sparse_kb):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom rag import Collection, CollectionLockedError\n"
+        "try:\n    Collection.open(sys.argv[1]).search('keys', mode='bm25')\n    print('opened')\n"
+        "except CollectionLockedError as e:\n    print('locked:', e)\n"
+    )
+    sparse_kb.search("keys", mode="bm25")  # this process holds the store open for writing
+    out = subprocess.run([sys.executable, "-c", code, str(sparse_kb.path)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("locked: collection") and "in use by another process" in out.stdout, out.stderr
+    sparse_kb.close()
+    out = subprocess.run([sys.executable, "-c", code, str(sparse_kb.path)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "opened", out.stderr

@@ -182,7 +182,12 @@ class BM25Index:
         docs = np.repeat(np.arange(n, dtype=np.int64), lens)
         key, tf = np.unique(ids * n + docs, return_counts=True)
         term, local = np.divmod(key, n) if n else (key, key)
-        return term, (local + first_slot).astype(np.int32), np.minimum(tf, _TF_MAX).astype(np.uint16), lens
+        return (
+            term.astype(np.int32),
+            (local + first_slot).astype(np.int32),
+            np.minimum(tf, _TF_MAX).astype(np.uint16),
+            lens,
+        )
 
     def _append(self, ords: np.ndarray, batches: list[tuple[np.ndarray, ...]]) -> None:
         if len(ords) == 0:
@@ -199,6 +204,11 @@ class BM25Index:
 
     def _merge(self, new_term: np.ndarray, new_slot: np.ndarray, new_tf: np.ndarray, n_terms: int) -> None:
         """Merge term-sorted new postings (slots above all existing) into the term-major arrays."""
+        if len(self.post_slot) == 0:  # first batch: the new postings are the index
+            self.term_ptr = np.zeros(n_terms + 1, dtype=np.int64)
+            np.cumsum(np.bincount(new_term, minlength=n_terms), out=self.term_ptr[1:])
+            self.post_slot, self.post_tf = new_slot, new_tf
+            return
         old_ptr = np.concatenate([self.term_ptr, np.full(n_terms + 1 - len(self.term_ptr), self.term_ptr[-1])])
         old_cnt = np.diff(old_ptr)
         new_cnt = np.bincount(new_term, minlength=n_terms)

@@ -73,17 +73,24 @@ class Tokenizer:
 
     def terms(self, words: Iterable[str]) -> dict[str, str | None]:
         """Map each distinct word to its index term, or None when it is dropped (stop word, too short)."""
-        uniq = list(set(words))
         cache = self._stem_cache
-        missing = [w for w in uniq if w not in cache]
+        out: dict[str, str | None] = {}
+        missing = []
+        for w in set(words):
+            if w in cache:
+                out[w] = cache[w]
+            else:
+                missing.append(w)
         if missing:
             keep = [w for w in missing if len(w) >= self.min_len and w not in self._stop]
             stems = self._stem.stemWords(keep) if self._stem is not None and keep else keep
-            if len(cache) + len(missing) > 2_000_000:  # bound memory on unbounded vocabularies
+            new: dict[str, str | None] = dict.fromkeys(missing)
+            new.update(zip(keep, stems, strict=True))
+            if len(cache) + len(new) > 2_000_000:  # bound memory on unbounded vocabularies
                 cache.clear()
-            cache.update(dict.fromkeys(missing))
-            cache.update(zip(keep, stems, strict=True))
-        return {w: cache.get(w) if w in cache else self.terms([w])[w] for w in uniq}
+            cache.update(new)
+            out.update(new)
+        return out
 
     def tokenize(self, texts: Iterable[str]) -> list[list[str]]:
         """Tokenise each text into a list of terms."""

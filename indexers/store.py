@@ -44,6 +44,7 @@ class DocStore:
             raise IndexFormatError(f"cannot open the document store {self.path}: {e}") from e
         if not read_only:
             self.con.execute(_SCHEMA)
+        self._fields: tuple[int, set[str]] | None = None
 
     def close(self) -> None:
         self.con.close()
@@ -160,11 +161,15 @@ class DocStore:
         return np.asarray(out, dtype=np.int64)
 
     def fields(self, gen: int) -> set[str]:
-        rows = self.con.execute(
-            f"SELECT DISTINCT unnest(json_keys(meta)) FROM chunks WHERE {_VISIBLE.format(g='?')}",
-            [gen, gen],
-        ).fetchall()
-        return {r[0] for r in rows}
+        """Metadata keys of the chunks visible at ``gen``. The rows a committed generation sees never
+        change, so the answer is cached per generation (filters ask on every query)."""
+        if self._fields is None or self._fields[0] != gen:
+            rows = self.con.execute(
+                f"SELECT DISTINCT unnest(json_keys(meta)) FROM chunks WHERE {_VISIBLE.format(g='?')}",
+                [gen, gen],
+            ).fetchall()
+            self._fields = (gen, {r[0] for r in rows})
+        return set(self._fields[1])
 
     def counts(self, gen: int) -> tuple[int, int]:
         vis = _VISIBLE.format(g="?")

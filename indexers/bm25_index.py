@@ -132,10 +132,13 @@ class BM25Index:
     def add_tokens(self, ords: Sequence[int] | np.ndarray, tokens: Sequence[Sequence[str]]) -> None:
         """Index pre-tokenised documents (lists of terms, taken as they are)."""
         ords_a = self._check_new(ords, len(tokens))
+        self._append(ords_a, [self._postings(*self._token_ids(tokens), len(self.slot_ord))])
+
+    def _token_ids(self, tokens: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids of token lists (flattened; new terms join the vocabulary) and their lengths."""
         lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
         flat = [w for toks in tokens for w in toks]
-        ids = np.fromiter(map(self._term_id, flat), dtype=np.int64, count=len(flat))
-        self._append(ords_a, [self._postings(ids, lens, len(self.slot_ord))])
+        return np.fromiter(map(self._term_id, flat), dtype=np.int64, count=len(flat)), lens
 
     def _check_new(self, ords: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
         ords_a = np.asarray(ords, dtype=np.int64)
@@ -159,10 +162,7 @@ class BM25Index:
         is normalised (stop words, stemming) once and cached as a term id (-1: dropped)."""
         words = self.tokenizer.words(f" {_SEP} ".join(texts))
         if words.count(_SEP) != len(texts) - 1:  # a text contains the separator word: go one by one
-            tokens = self.tokenizer.tokenize(texts)
-            lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
-            flat = [w for toks in tokens for w in toks]
-            return np.fromiter(map(self._term_id, flat), dtype=np.int64, count=len(flat)), lens
+            return self._token_ids(self.tokenizer.tokenize(texts))
         cache = self._word_cache
         if len(cache) > 5_000_000:
             cache.clear()

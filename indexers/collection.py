@@ -248,13 +248,7 @@ class Collection:
     # ------------------------------------------------------------------ reads
     def get(self, ids: Sequence[str]) -> list[Doc]:
         """Chunks of the given document ids, in document then position order."""
-        ords = self.store.con.execute(
-            "SELECT ord FROM chunks WHERE parent IN (SELECT unnest(?)) AND added_gen <= ? "
-            "AND (deleted_gen IS NULL OR deleted_gen > ?) ORDER BY parent, ord",
-            [list(ids), self.generation, self.generation],
-        ).fetchall()
-        found = self.store.chunks([o for (o,) in ords])
-        return [found[o] for (o,) in ords]
+        return self.store.chunks_of(ids, self.generation)
 
     def ids(self) -> list[str]:
         """All document ids, sorted."""

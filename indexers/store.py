@@ -141,6 +141,16 @@ class DocStore:
         ).fetchall()
         return {int(o): Doc(text=t, id=i, meta=json.loads(m) if m else {}) for o, i, t, m in rows}
 
+    def chunks_of(self, parents: Sequence[str], gen: int) -> list[Doc]:
+        """The visible chunks of the given documents, in document then position order."""
+        rows = self.con.execute(
+            f"SELECT ord FROM chunks WHERE parent IN (SELECT unnest(?)) AND {_VISIBLE.format(g='?')} "
+            "ORDER BY parent, ord",
+            [list(parents), gen, gen],
+        ).fetchall()
+        found = self.chunks([o for (o,) in rows])
+        return [found[o] for (o,) in rows]
+
     def iter_chunks(self, gen: int, batch: int = 10_000) -> Iterator[tuple[np.ndarray, list[str]]]:
         """Visible (ords, texts) in ordinal order, in batches (for rebuilding indexes)."""
         cur = self.con.execute(

@@ -1,4 +1,4 @@
-"""The ``rag`` command: index, search, eval, reindex, info.
+"""The ``rag`` command: index, search, eval, reindex, info, delete; train and models (rag/cli_models.py).
 
 Exit status: 0 success; 1 error (message on stderr); 2 bad usage; 3 done, but some inputs were
 skipped (listed on stderr).
@@ -146,8 +146,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"indexed {len(data.corpus)} documents in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     try:
+        retriever = kb.retriever(args.mode)
+        if args.rerank:
+            from rag.rerank import CrossEncoderReranker, Reranked
+
+            reranker = CrossEncoderReranker(args.rerank, collection=kb.path, max_candidates=args.rerank_depth)
+            retriever = Reranked(retriever, reranker, candidates=args.rerank_depth)
         t0 = time.perf_counter()
-        scores = evaluate_retriever(kb.retriever(args.mode), queries, qrels, progress=not args.quiet)
+        scores = evaluate_retriever(retriever, queries, qrels, progress=not args.quiet)
         took = time.perf_counter() - t0
     finally:
         kb.close()
@@ -157,6 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "dataset": str(args.dataset),
         "split": args.split,
         "mode": args.mode,
+        "rerank": args.rerank,
         "queries": len(queries),
         **{k: round(v, 4) for k, v in scores.items()},
         "seconds": round(took, 2),
@@ -164,7 +171,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(f"{args.dataset} ({args.split}, {len(queries)} queries), mode={args.mode}")
+        rr = f", reranked top {args.rerank_depth} with {args.rerank}" if args.rerank else ""
+        print(f"{args.dataset} ({args.split}, {len(queries)} queries), mode={args.mode}{rr}")
         for k, v in scores.items():
             print(f"  {k:<11} {v:.4f}")
     return 0
@@ -202,7 +210,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rag", description="pilotfish: index documents, search, evaluate.")
+    p = argparse.ArgumentParser(
+        prog="rag", description="pilotfish: index documents, search, evaluate, train the small models."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     ix = sub.add_parser("index", help="index a file or folder (txt, md, html, pdf, jsonl, csv)")
@@ -242,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--chunk-size", type=int, default=0, help="0 (default) indexes each document whole")
     er.add_argument("--collection", help="reuse (or create and keep) the collection here")
     er.add_argument("--max-queries", type=int, default=0)
+    er.add_argument("--rerank", metavar="MODEL", help="rerank with this reranker (registry name, path or HF id)")
+    er.add_argument("--rerank-depth", type=int, default=30, help="first-stage hits reranked (default 30)")
     er.add_argument("--json", action="store_true")
     er.add_argument("--quiet", action="store_true")
     er.set_defaults(func=cmd_eval)
@@ -259,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("ids", nargs="+")
     de.add_argument("--collection", required=True)
     de.set_defaults(func=cmd_delete)
+
+    from rag.cli_models import add_parsers
+
+    add_parsers(sub)
     return p
 
 

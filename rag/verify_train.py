@@ -1,0 +1,255 @@
+"""Training data for verifiers, ``train_verifier`` and ``evaluate_verifier``: planted-error claims from QA data.
+
+From a QA folder in the BEIR layout with ``answers.jsonl`` (SQuAD, HotpotQA, NQ in ../shared/data), per question
+whose gold answer occurs in a gold paragraph P (yes/no answers are skipped):
+
+- supported: the answer, as the sentence of P that contains it or as "question + answer", against P;
+- contradicted: the same claim with the answer swapped for another answer of the same type (number for number,
+  name for name) that P does not contain, against P;
+- unsupported: the true claim against the BM25-nearest paragraphs that do not contain the answer.
+
+Half the claims take the sentence form, half the short form, so the verifier sees both shapes an LLM answer has.
+A sixth of the questions is held out to fit the calibrator (logistic regression over the model's class
+probabilities and the lexical/numeric signal) and to report F1 and expected calibration error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError, SourceError
+from rag.train import Group, TrainConfig
+from rag.verify import (
+    FEATURES,
+    Calibrator,
+    NLIVerifier,
+    hypothesis_for,
+    lexical_signal,
+    select_premise,
+    split_sentences,
+)
+
+
+@dataclass(frozen=True)
+class ClaimExample:
+    """A claim to verify, the passages it is checked against, and its label (0 supported, 1 unsupported,
+    2 contradicted); ``gold`` is the index of the passage that decides it (-1 for unsupported)."""
+
+    question: str
+    claim: str
+    passages: tuple[str, ...]
+    label: int
+    gold: int = -1
+
+
+def _kind(answer: str) -> str:
+    if re.search(r"\d", answer):
+        return "number"
+    return "name" if answer[:1].isupper() else "other"
+
+
+def _swap_number(answer: str, rng: random.Random) -> str:
+    def repl(m: re.Match[str]) -> str:
+        v = int(m.group().replace(",", ""))
+        delta = rng.choice([1, 2, 3, 5, 10, 12, 25]) * rng.choice([-1, 1])
+        return str(max(0, v + delta) if v != abs(delta) else v + 7)
+
+    return re.sub(r"\d[\d,]*", repl, answer, count=1)
+
+
+def build_claims(data_dir: str | Path, max_questions: int = 1000, seed: int = 0) -> list[ClaimExample]:
+    """Three claims (supported, contradicted, unsupported) per usable question of a QA folder."""
+    from rag.eval import _open_text, load_beir
+    from rag.indexers.collection import Collection
+
+    root = Path(data_dir)
+    if not (root / "answers.jsonl").is_file():
+        raise SourceError(str(root), "not a QA folder: needs answers.jsonl next to corpus, queries and qrels")
+    data = load_beir(root, "test")
+    answers: dict[str, list[str]] = {}
+    for n, line in enumerate(_open_text(root / "answers.jsonl"), 1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                answers[str(obj["_id"])] = [str(a) for a in obj["answers"]]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise SourceError(f"{root / 'answers.jsonl'}:{n}", f'expected {{"_id", "answers": [...]}} ({e})') from e
+    texts = {d.id: (f"{d.meta['title']}. {d.text}" if d.meta.get("title") else d.text) for d in data.corpus}
+    rng = random.Random(seed)
+    pool: dict[str, list[str]] = {}
+    for q in data.queries:
+        for a in answers.get(q, [])[:1]:
+            pool.setdefault(_kind(a), []).append(a)
+    qids = sorted(q for q in data.queries if q in answers)
+    rng.shuffle(qids)
+    out: list[ClaimExample] = []
+    with tempfile.TemporaryDirectory(prefix="rag-verifier-") as tmp:
+        kb = Collection.create(Path(tmp) / "kb", encoder=None, chunk_size=0)
+        kb.add(data.corpus)
+        bm25 = kb.retriever("bm25")
+        for qid in qids:
+            if len(out) >= 3 * max_questions:
+                break
+            q = data.queries[qid]
+            gold = [d for d in data.qrels.get(qid, {}) if d in texts]
+            found = next(
+                (
+                    (a, g)
+                    for a in answers[qid]
+                    if a.lower() not in ("yes", "no") and 0 < len(a.split()) <= 8
+                    for g in gold
+                    if a.lower() in texts[g].lower()
+                ),
+                None,
+            )
+            if found is None:
+                continue
+            a, g = found
+            p = texts[g]
+            sent = next((s for s in split_sentences(p) if a in s), None)
+            kind = _kind(a)
+            if kind == "number" and rng.random() < 0.5:
+                swap = _swap_number(a, rng)
+            else:
+                cands = [x for x in pool.get(kind, []) if x.lower() != a.lower() and x.lower() not in p.lower()]
+                swap = rng.choice(cands) if cands else ""
+            if not swap or swap.lower() in p.lower():
+                continue
+            distract = [
+                texts[str(h.doc.meta.get("parent", h.doc.id))]
+                for h in bm25.retrieve(q, k=12)
+                if str(h.doc.meta.get("parent", h.doc.id)) not in gold
+            ]
+            distract = [t for t in distract if a.lower() not in t.lower()][:3]
+            if len(distract) < 3:
+                continue
+            claim = sent if (sent and rng.random() < 0.5) else a
+            wrong = claim.replace(a, swap)
+            with_gold = (p, *distract[:2])
+            out += [
+                ClaimExample(q, claim, with_gold, 0, 0),
+                ClaimExample(q, wrong, with_gold, 2, 0),
+                ClaimExample(q, claim, tuple(distract), 1, -1),
+            ]
+        kb.close()
+    if not out:
+        raise SourceError(str(root), "no question's answer occurs in its gold paragraph; cannot build claims")
+    return out
+
+
+def to_groups(examples: Sequence[ClaimExample]) -> list[Group]:
+    """One (premise, hypothesis) pair per claim: the deciding passage, or the nearest distractor."""
+    groups = []
+    for ex in examples:
+        hyp = hypothesis_for(ex.question, ex.claim)
+        passage = ex.passages[ex.gold if ex.gold >= 0 else 0]
+        groups.append(Group(pairs=((select_premise(hyp, passage), hyp),), label=ex.label))
+    return groups
+
+
+def evaluate_verifier(verifier: NLIVerifier, examples: Sequence[ClaimExample], bins: int = 10) -> dict[str, float]:
+    """Unsupported-claim detection (positive class: not supported) precision / recall / F1, accuracy of the
+    three-way verdict, and the expected calibration error of P(supported)."""
+    probs, truth, three = [], [], []
+    for ex in examples:
+        scored = verifier.score(hypothesis_for(ex.question, ex.claim), list(ex.passages))
+        best = max(range(len(scored)), key=lambda i: scored[i][0])
+        p, cls = scored[best]
+        probs.append(p)
+        truth.append(ex.label == 0)
+        verdict = 0 if p >= verifier.threshold else (2 if cls[2] > cls[1] else 1)
+        three.append(verdict == ex.label)
+    pr, tr = np.array(probs), np.array(truth)
+    pred_bad, bad = pr < verifier.threshold, ~tr
+    tp = float(np.sum(pred_bad & bad))
+    precision = tp / max(1.0, float(pred_bad.sum()))
+    recall = tp / max(1.0, float(bad.sum()))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        m = (pr >= lo) & ((pr < hi) if hi < 1 else (pr <= hi))
+        if m.any():
+            ece += m.mean() * abs(pr[m].mean() - tr[m].mean())
+    return {
+        "claims": len(examples),
+        "unsupported_precision": round(precision, 4),
+        "unsupported_recall": round(recall, 4),
+        "unsupported_f1": round(f1, 4),
+        "verdict_accuracy": round(float(np.mean(three)), 4),
+        "ece": round(float(ece), 4),
+    }
+
+
+def fit_calibrator(verifier: NLIVerifier, examples: Sequence[ClaimExample]) -> Calibrator:
+    """Fit the logistic calibrator on held-out claims' (premise, hypothesis) features."""
+    groups = to_groups(examples)
+    probs = verifier.class_probs([g.pairs[0] for g in groups])
+    cal = Calibrator([0.0] * 5)
+    x = np.stack(
+        [cal.features(pr, *lexical_signal(g.pairs[0][1], g.pairs[0][0])) for pr, g in zip(probs, groups, strict=True)]
+    )
+    y = np.array([1.0 if g.label == 0 else 0.0 for g in groups])
+    return Calibrator.fit(x, y)
+
+
+def train_verifier(
+    data_dirs: Sequence[str | Path],
+    *,
+    dest: str | Path,
+    name: str,
+    base: str = "default",
+    force: bool = False,
+    max_questions: int = 1000,
+    config: TrainConfig | None = None,
+) -> dict[str, Any]:
+    """Train a verifier on planted-error claims from ``data_dirs`` and save it at ``dest``; returns its manifest."""
+    from rag.models import data_hash, write_model_manifest, writing_model
+    from rag.train import fit, new_cross_encoder
+
+    config = config or TrainConfig(max_length=192)
+    if not data_dirs:
+        raise ConfigError("give at least one QA folder to train the verifier on (e.g. ../shared/data/squad_v1.1_dev)")
+    examples: list[ClaimExample] = []
+    for d in data_dirs:
+        examples += build_claims(d, max_questions=max_questions // len(data_dirs), seed=config.seed)
+    n_cal = max(3, (len(examples) // 3) // 6) * 3  # whole questions (3 claims each)
+    cal_set, train_set = examples[:n_cal], examples[n_cal:]
+    with writing_model(dest, force=force) as tmp:
+        model = new_cross_encoder(base, num_labels=3, max_length=config.max_length)
+        net = model[0].auto_model
+        net.config.id2label = dict(enumerate(("supported", "unsupported", "contradicted")))
+        net.config.label2id = {v: k for k, v in net.config.id2label.items()}
+        stats = fit(model, to_groups(train_set), "classify", config)
+        verifier = NLIVerifier.from_model(model, name)
+        raw = evaluate_verifier(verifier, cal_set)
+        verifier.calibrator = fit_calibrator(verifier, cal_set)
+        calibrated = evaluate_verifier(verifier, cal_set)
+        model.save(str(tmp))
+        return write_model_manifest(
+            tmp,
+            "verifier",
+            name,
+            base,
+            settings={"calibrator": verifier.calibrator.weights, "features": list(FEATURES)},
+            training={
+                "sources": [str(d) for d in data_dirs],
+                "data_sha256": data_hash([vars(e) for e in examples]),
+                "claims": len(train_set),
+                "steps": stats.steps,
+                "seconds": stats.seconds,
+                "final_loss": stats.final_loss,
+                "max_length": config.max_length,
+            },
+            metrics={"heldout_uncalibrated": raw, "heldout": calibrated},
+        )

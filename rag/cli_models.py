@@ -159,7 +159,7 @@ def add_parsers(sub: Any) -> None:
 
     r = trs.add_parser("reranker", help="fine-tune a cross-encoder reranker on the collection's domain")
     _common(r, collection_required=True)
-    _loop(r, 4e-5)
+    _loop(r, 7e-5)
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--pairs", help="JSONL {query, doc_id|passage, label} or TSV query, doc_id|passage, label")
     src.add_argument("--qrels", help="BEIR folder with queries.jsonl and qrels/<split>.tsv")
@@ -171,7 +171,7 @@ def add_parsers(sub: Any) -> None:
 
     v = trs.add_parser("verifier", help="train a claim verifier on planted-error claims from QA data")
     _common(v)
-    _loop(v, 4e-5)
+    _loop(v, 7e-5)
     v.add_argument("--data", action="append", required=True, help="QA folder (corpus, queries, qrels, answers)")
     v.add_argument("--max-questions", type=int, default=1000, help="questions used (3 claims each)")
     v.set_defaults(func=cmd_train_verifier)

@@ -103,7 +103,8 @@ class CrossEncoderReranker:
         max_candidates: score at most this many hits (the rest are cut, reported).
         budget_ms: stop scoring before a batch that would overrun this many milliseconds.
         blend: weight of the first-stage order in the final order (0..1); None: the model's trained value, else 0.
-        batch_size: pairs per forward pass. max_length: tokens per pair (default: the model's).
+        batch_size: pairs per forward pass. max_length: tokens per pair (default: what the model
+            was trained with, else 256).
         device: ``cpu`` / ``cuda``; default CUDA when available.
     """
 
@@ -116,7 +117,7 @@ class CrossEncoderReranker:
         budget_ms: float | None = None,
         blend: float | None = None,
         batch_size: int = 16,
-        max_length: int | None = 256,
+        max_length: int | None = None,
         device: str | None = None,
     ) -> None:
         if max_candidates < 1:
@@ -127,10 +128,8 @@ class CrossEncoderReranker:
         self.max_candidates = max_candidates
         self.budget_ms = budget_ms
         self.batch_size = batch_size
-        kwargs: dict[str, Any] = {"device": device}
-        if max_length:
-            kwargs["max_length"] = max_length
-        self._model, self.manifest = load_cross_encoder(self.model_name, "reranker", collection, **kwargs)
+        self._model, self.manifest = load_cross_encoder(self.model_name, "reranker", collection, device=device)
+        self._model.max_seq_length = max_length or self.manifest.get("settings", {}).get("max_length") or 256
         trained_blend = float(self.manifest.get("settings", {}).get("blend", 0.0))
         self.blend = trained_blend if blend is None else float(blend)
         if not 0.0 <= self.blend <= 1.0:

@@ -1,9 +1,10 @@
 """Training data for rerankers, and ``train_reranker``: labelled pairs, BEIR qrels, or synthesised queries.
 
-Every source ends as groups of (query, one positive, n hard negatives). Hard negatives are mined from the
-collection: the top of BM25 and dense retrieval minus the positives, preferring passages on which the two
-retrievers disagree (ranked high by one, outside the other's top ``depth``) — the passages a first stage gets
-wrong and a reranker must fix. With no dense index, BM25's top non-positives are used.
+Every source ends as groups of (query, one positive, n negatives: hard ones plus a few random documents,
+which give a cross-encoder started from a bi-encoder a learning signal from the first steps). Hard negatives
+are mined from the collection: the top of BM25 and dense retrieval minus the positives, preferring passages on
+which the two retrievers disagree (ranked high by one, outside the other's top ``depth``) — the passages a
+first stage gets wrong and a reranker must fix. With no dense index, BM25's top non-positives are used.
 
 Synthesis (InPars / GPL style): the configured LLM writes a query for each sampled chunk (few-shot prompt);
 a query is kept only if first-stage retrieval finds its chunk in the top ``roundtrip_k`` (round-trip filter).
@@ -194,20 +195,24 @@ def mine(
     labels: dict[str, dict[str, int]],
     texts: dict[str, str] | None = None,
     negatives: int = 3,
+    random_negatives: int = 2,
     depth: int = 30,
     pool: int = 12,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, list[Group]], dict[str, list[Hit]]]:
-    """Groups (query, positive, ``negatives`` hard negatives) per positive by query id, and each query's
-    first-stage hits."""
+    """Groups (query, positive, ``negatives`` negatives) per positive by query id, and each query's first-stage
+    hits. Of the negatives, ``random_negatives`` are random documents: a cross-encoder started from a bi-encoder
+    learns little in a few hundred CPU steps from hard negatives alone; easy ones give it a signal from the start."""
     from tqdm import tqdm
 
     texts = texts or {}
     rng = random.Random(seed)
+    from rag.retrievers.hybrid import fuse
+
     bm25 = kb.retriever("bm25")
     dense = kb.retriever("dense") if kb.has_dense else None
-    first = kb.retriever("hybrid") if kb.has_dense else bm25
+    all_ids = kb.ids()
     groups: dict[str, list[Group]] = {}
     candidates: dict[str, list[Hit]] = {}
     for qid, q in tqdm(queries.items(), desc="mining negatives", unit="query", disable=not progress):
@@ -215,9 +220,9 @@ def mine(
         pos = [d for d, v in rel.items() if v > 0]
         if not pos:
             continue
-        b = bm25.retrieve(q, k=depth)
-        d = dense.retrieve(q, k=depth) if dense is not None else []
-        candidates[qid] = first.retrieve(q, k=depth)
+        b, d = bm25.retrieve(q, k=100), dense.retrieve(q, k=100) if dense is not None else []
+        candidates[qid] = fuse([b, d], depth) if dense is not None else b[:depth]  # = kb's hybrid
+        b, d = b[:depth], d[:depth]
         rb = {parent(h): r for r, h in enumerate(b)}
         rd = {parent(h): r for r, h in enumerate(d)}
         by_parent = {parent(h): h for h in [*b, *d]}
@@ -232,12 +237,19 @@ def mine(
         else:
             ordered = negs
         hard = [t for t in given if t] + [passage_text(by_parent[p]) for p in ordered[:pool]]
+        if len(hard) < negatives:  # small corpora: the retrievers find too few; add random documents
+            spare = [x for x in rng.sample(all_ids, min(len(all_ids), 4 * negatives)) if x not in rel]
+            hard += [t for t in (_doc_text(kb, x, by_parent) for x in spare if x not in by_parent) if t]
         if len(hard) < negatives:
             continue
+        n_rand = min(random_negatives, negatives - 1)
         for p in pos:
             pos_text = texts.get(p) or _doc_text(kb, p, by_parent)
             if pos_text:
-                pairs = [(q, pos_text)] + [(q, t) for t in rng.sample(hard, negatives)]
+                easy = [_doc_text(kb, x, by_parent) for x in rng.sample(all_ids, min(len(all_ids), 3 * n_rand + 3))]
+                easy = [t for t in easy if t and t != pos_text and t not in hard][:n_rand]
+                negs_text = rng.sample(hard, negatives - len(easy)) + easy
+                pairs = [(q, pos_text)] + [(q, t) for t in negs_text]
                 groups.setdefault(qid, []).append(Group(pairs=tuple(pairs), label=0))
     if not groups:
         raise ConfigError(

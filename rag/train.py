@@ -37,7 +37,7 @@ class Group:
 class TrainConfig:
     epochs: float = 1.0
     batch_pairs: int = 16
-    lr: float = 4e-5
+    lr: float = 7e-5
     warmup: float = 0.1
     head_lr_scale: float = 20.0
     max_length: int = 256

@@ -176,9 +176,8 @@ class NLIVerifier:
         if model is not None:
             from rag.rerank import load_cross_encoder
 
-            self._model, self.manifest = load_cross_encoder(
-                str(model), "verifier", collection, device=device, max_length=192
-            )
+            self._model, self.manifest = load_cross_encoder(str(model), "verifier", collection, device=device)
+            self._model.max_seq_length = self.manifest.get("training", {}).get("max_length") or 192
             self._label_index = self._labels()
             cal = self.manifest.get("settings", {}).get("calibrator")
             self.calibrator = Calibrator(cal) if cal else None

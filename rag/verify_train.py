@@ -130,7 +130,9 @@ def build_claims(data_dir: str | Path, max_questions: int = 1000, seed: int = 0)
                 for h in bm25.retrieve(q, k=12)
                 if str(h.doc.meta.get("parent", h.doc.id)) not in gold
             ]
-            distract = [t for t in distract if a.lower() not in t.lower()][:3]
+            if len(distract) < 3:  # small corpora: BM25 finds few neighbours; fill with random paragraphs
+                distract += [texts[d] for d in rng.sample(sorted(texts), min(len(texts), 12)) if d not in gold]
+            distract = [t for t in dict.fromkeys(distract) if a.lower() not in t.lower()][:3]
             if len(distract) < 3:
                 continue
             claim = sent if (sent and rng.random() < 0.5) else a

@@ -1,0 +1,170 @@
+"""Verifier: claim splitting, the lexical signal, planted-error training data, a verifier trained here and
+loaded by name, NLI label mapping for Hugging Face models, and the train / models CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.errors import ConfigError, SourceError
+from rag.types import Doc, Hit
+from rag.verify import NLIVerifier, lexical_signal, split_claims, split_sentences
+from tests.conftest import DATA
+from tests.test_cli import rag
+
+QA = DATA / "qa"
+
+
+def test_claims_keep_their_citations() -> None:
+    claims = split_claims(
+        "The tower opened in 1889 [1]. It is 330 m tall [2, 3]; it stands in Paris. Dr. Smith agreed."
+    )
+    assert claims == [
+        ("The tower opened in 1889.", ("1",)),
+        ("It is 330 m tall", ("2", "3")),
+        ("it stands in Paris.", ()),
+        ("Dr. Smith agreed.", ()),
+    ]
+    assert split_sentences("Doses, e.g. 5 mg, vary. Ask first.") == ["Doses, e.g. 5 mg, vary.", "Ask first."]
+    assert split_claims("") == []
+
+
+def test_lexical_signal_catches_changed_numbers() -> None:
+    premise = "The Eiffel Tower was completed in 1889 and is 330 metres tall."
+    assert lexical_signal("The tower was completed in 1889.", premise) == (1.0, 0.0)
+    cov, missing = lexical_signal("The tower was completed in 1901.", premise)
+    assert missing == 1.0 and cov == 1.0  # the words match; only the number differs
+
+
+def test_lexical_only_verifier_ranks_support() -> None:
+    hits = [Hit(Doc("The Eiffel Tower was completed in 1889 in Paris.", id="e"), 1.0, "bm25")]
+    v = NLIVerifier(None)
+    good, bad = v.verify(
+        "When was it completed?", "The Eiffel Tower was completed in 1889. It was completed in 1925.", hits
+    )
+    assert good.verdict == "supported" and good.citations == ("e",)
+    assert bad.verdict != "supported" and bad.support < good.support
+    assert v.verify("q", "Anything at all.", [])[0].verdict == "unsupported"
+
+
+def test_planted_error_claims() -> None:
+    from rag.verify_train import build_claims
+
+    claims = build_claims(QA, max_questions=50)
+    assert len(claims) % 3 == 0 and len(claims) >= 18
+    for sup, con, uns in zip(claims[::3], claims[1::3], claims[2::3], strict=True):
+        assert (sup.label, con.label, uns.label) == (0, 2, 1)
+        assert sup.claim != con.claim and sup.passages == con.passages and sup.gold == 0
+        assert uns.claim == sup.claim and sup.passages[0] not in uns.passages
+
+
+def test_not_a_qa_folder(tmp_path: Path) -> None:
+    from rag.verify_train import build_claims
+
+    with pytest.raises(SourceError, match=r"answers\.jsonl"):
+        build_claims(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_trained_verifier_by_name_and_hf_label_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.models import list_models, model_dir
+    from rag.train import TrainConfig, new_cross_encoder
+    from rag.verify_train import train_verifier
+
+    monkeypatch.setenv("PILOTFISH_MODELS", str(tmp_path / "home"))
+    dest = model_dir("verifier", "default")
+    m = train_verifier(
+        [QA], dest=dest, name="default", max_questions=40, config=TrainConfig(max_steps=2, max_length=96)
+    )
+    assert m["task"] == "verifier" and len(m["settings"]["calibrator"]) == 5
+    assert {"unsupported_f1", "ece"} <= set(m["metrics"]["heldout"])
+    assert [x["name"] for x in list_models()] == ["default"]
+
+    v = NLIVerifier("default")
+    hits = [
+        Hit(Doc("Canberra is the capital city of Australia.", id="c", meta={"title": "Canberra"}), 1.0, "bm25"),
+        Hit(Doc("The first modern Olympic Games were held in Athens in 1896.", id="o"), 0.5, "bm25"),
+    ]
+    claims = v.verify("What is the capital of Australia?", "Canberra [1]. The Olympics began in 1896.", hits)
+    assert len(claims) == 2
+    for c in claims:
+        assert 0.0 <= c.support <= 1.0 and c.verdict in ("supported", "unsupported", "contradicted")
+        assert set(c.citations) <= {"c", "o"}
+
+    hf = tmp_path / "mnli-like"  # a hub NLI model's label names, in another order
+    ce = new_cross_encoder("default", num_labels=3, max_length=64)
+    ce[0].auto_model.config.id2label = {0: "CONTRADICTION", 1: "ENTAILMENT", 2: "NEUTRAL"}
+    ce.save(str(hf))
+    assert NLIVerifier(str(hf))._label_index == [1, 2, 0]
+    ce[0].auto_model.config.id2label = {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    ce.save(str(tmp_path / "unlabelled"))
+    with pytest.raises(ConfigError, match="entailment"):
+        NLIVerifier(str(tmp_path / "unlabelled"))
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_cli_train_list_and_eval_with_rerank(tmp_path: Path) -> None:
+    out = tmp_path / "verifier"
+    p = rag(
+        "train",
+        "verifier",
+        "--data",
+        str(QA),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--max-questions",
+        "20",
+        "--quiet",
+        "--json",
+    )
+    assert json.loads(p.stdout)["path"] == str(out)
+    again = rag("train", "verifier", "--data", str(QA), "--out", str(out), "--max-steps", "1", check=False)
+    assert again.returncode == 1 and "--force" in again.stderr
+
+    kb = tmp_path / "kb"
+    rag("eval", "retrieval", "--dataset", str(DATA / "beir"), "--mode", "bm25", "--collection", str(kb), "--quiet")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("query\tdoc\tlabel\nhow often are keys rotated\td1\t1\nlunch time\td2\t1\n")
+    p = rag(
+        "train",
+        "reranker",
+        "--collection",
+        str(kb),
+        "--pairs",
+        str(pairs),
+        "--negatives",
+        "1",
+        "--max-steps",
+        "1",
+        "--quiet",
+    )
+    assert "trained reranker 'default'" in p.stdout
+    listed = json.loads(rag("models", "list", "--collection", str(kb), "--json").stdout)
+    assert [(m["task"], m["name"], m["where"]) for m in listed if m["where"] == "collection"] == [
+        ("reranker", "default", "collection")
+    ]
+    res = json.loads(
+        rag(
+            "eval",
+            "retrieval",
+            "--dataset",
+            str(DATA / "beir"),
+            "--mode",
+            "bm25",
+            "--collection",
+            str(kb),
+            "--rerank",
+            "default",
+            "--json",
+            "--quiet",
+        ).stdout
+    )
+    assert res["rerank"] == "default" and 0.0 <= res["ndcg@10"] <= 1.0
+    bad = rag("train", "reranker", "--collection", str(kb), "--qrels", str(tmp_path), "--quiet", check=False)
+    assert bad.returncode == 1 and "qrels/train.tsv" in bad.stderr

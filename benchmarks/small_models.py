@@ -55,6 +55,9 @@ def reranker(args: argparse.Namespace) -> None:
     kb = scifact_collection()
     kb.load()
     test = load_beir(DATA / "scifact", "test")
+    if args.queries:
+        test.queries = dict(list(test.queries.items())[: args.queries])
+        test.qrels = {q: test.qrels[q] for q in test.queries}
     first = kb.retriever("hybrid")
     cands = {q: first.retrieve(t, k=args.depth) for q, t in test.queries.items()}
     runs = {"hybrid": {q: parent_ids(h) for q, h in cands.items()}}
@@ -105,7 +108,7 @@ def reranker(args: argparse.Namespace) -> None:
             f"{r['latency_ms_per_query']['p50']:.0f} ms / query ({args.depth} candidates)"
             + (f"; synthesis {t['synthesis']}" if "synthesis" in t else "")
         )
-    save("reranker", {"depth": args.depth, "table": table, "models": rows})
+    save(f"reranker-{args.sources.replace(',', '+')}", {"depth": args.depth, "table": table, "models": rows})
 
 
 # ---------------------------------------------------------------------------------------------- verifier
@@ -327,6 +330,7 @@ def main() -> None:
     r.add_argument("--depth", type=int, default=30)
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--retrain", action="store_true")
+    r.add_argument("--queries", type=int, default=0, help="evaluate on the first N test queries (0: all)")
     r.set_defaults(func=reranker)
     v = sub.add_parser("verifier")
     v.add_argument("--n", type=int, default=800, help="training questions (3 claims each)")

@@ -111,6 +111,17 @@ def cmd_train_decomposer(args: argparse.Namespace) -> int:
     return _report(args, manifest, dest)
 
 
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     from rag.models import list_models, models_home
 
@@ -122,13 +133,13 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         where = f"{args.collection}/models or " if args.collection else ""
         print(f"no trained models in {where}{models_home()}; train one with `rag train reranker|verifier|decomposer`")
         return 0
-    print(f"{'task':<11} {'name':<16} {'where':<10} {'base':<40} {'created':<25} metrics")
+    print(f"{'task':<11} {'name':<20} {'where':<10} {'base':<10} {'created':<25} metrics at training time")
     for m in models:
-        metrics = m.get("metrics") or {}
-        short = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-        shown = json.dumps(short or metrics)[:80] if "error" not in m else f"ERROR {m['error']}"
+        flat = _flatten(m.get("metrics") or {})
+        shown = " ".join(f"{k}={v}" for k, v in flat.items() if "uncalibrated" not in k)[:100]
+        shown = shown if "error" not in m else f"ERROR {m['error']}"
         base, created = m.get("base", "-"), m.get("created", "-")
-        print(f"{m['task']:<11} {m['name']:<16} {m['where']:<10} {base:<40} {created:<25} {shown}")
+        print(f"{m['task']:<11} {m['name']:<20} {m['where']:<10} {base:<10} {created:<25} {shown}")
         print(f"{'':<11} {m['path']}")
     return 0
 

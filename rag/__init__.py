@@ -44,6 +44,14 @@ _LAZY = {
     "fuse": "rag.retrievers.hybrid",
     "SentenceTransformerEncoder": "rag.encoders",
     "load_path": "rag.connectors.files",
+    "CrossEncoderReranker": "rag.rerank",
+    "Reranked": "rag.rerank",
+    "NLIVerifier": "rag.verify",
+    "RuleDecomposer": "rag.decompose",
+    "PromptedDecomposer": "rag.decompose",
+    "LearnedDecomposer": "rag.decompose_learned",
+    "MultiHopRetriever": "rag.multihop",
+    "LocalGenerator": "rag.generate",
 }
 
 __all__ = [
@@ -56,6 +64,7 @@ __all__ = [
     "Collection",
     "CollectionLockedError",
     "ConfigError",
+    "CrossEncoderReranker",
     "DenseIndex",
     "DenseParams",
     "DenseRetriever",
@@ -65,9 +74,16 @@ __all__ = [
     "Hybrid",
     "IndexFormatError",
     "IndexResult",
+    "LearnedDecomposer",
+    "LocalGenerator",
     "MissingDependencyError",
+    "MultiHopRetriever",
+    "NLIVerifier",
+    "PromptedDecomposer",
     "QueryError",
     "RagError",
+    "Reranked",
+    "RuleDecomposer",
     "SentenceTransformerEncoder",
     "SourceError",
     "SubQuery",
@@ -79,16 +95,22 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rag.connectors.files import load_path
+    from rag.decompose import PromptedDecomposer, RuleDecomposer
+    from rag.decompose_learned import LearnedDecomposer
     from rag.encoders import SentenceTransformerEncoder
+    from rag.generate import LocalGenerator
     from rag.indexers.bm25_index import BM25Index, BM25Params
     from rag.indexers.chunking import Chunker
     from rag.indexers.collection import Collection
     from rag.indexers.dense_index import DenseIndex, DenseParams
     from rag.indexers.tokenize import Tokenizer
     from rag.indexers.writes import IndexResult
+    from rag.multihop import MultiHopRetriever
+    from rag.rerank import CrossEncoderReranker, Reranked
     from rag.retrievers.bm25 import BM25Retriever
     from rag.retrievers.dense import DenseRetriever
     from rag.retrievers.hybrid import Hybrid, fuse
+    from rag.verify import NLIVerifier
 
 
 def __getattr__(name: str) -> Any:

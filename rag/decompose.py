@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import QueryError
+from rag.retrievers.base import check_query
 from rag.types import SubQuery, SubQueryKind
 
 if TYPE_CHECKING:
@@ -94,15 +94,6 @@ def kind_of(text: str) -> SubQueryKind:
     if any(r.search(text) for r in _TABLE_RE):
         return "table"
     return "text"
-
-
-def check_question(query: Any) -> str:
-    """``query`` itself when it is a non-empty string; raises :class:`~rag.errors.QueryError` otherwise."""
-    if not isinstance(query, str):
-        raise QueryError(f"a question must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise QueryError("the question is empty or whitespace; pass the question to decompose")
-    return query
 
 
 def _is_name(tok: str) -> bool:
@@ -246,7 +237,7 @@ class RuleDecomposer:
 
     def decompose(self, query: str) -> list[SubQuery]:
         """Sub-queries of ``query``; ``[SubQuery(query, kind)]`` when there is nothing to split."""
-        check_question(query)
+        check_query(query)
         subs = (self.compare(query) if self.split_comparisons else []) or (
             self.split(query) if self.split_conjunctions else []
         )
@@ -356,7 +347,7 @@ class PromptedDecomposer:
 
     def decompose(self, query: str) -> list[SubQuery]:
         """Sub-queries from the LLM, or the fallback's when its reply is unusable."""
-        check_question(query)
+        check_query(query)
         subs = self.parse(query, self.generator.generate(self.prompt(query)))
         self.last_fallback = not subs or (len(subs) == 1 and _echoes(subs[0].text, query))
         return list(self.fallback.decompose(query)) if self.last_fallback else subs

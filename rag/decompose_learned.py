@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from rag.decompose import RuleDecomposer, check_question, comparison_parts, kind_of
+from rag.decompose import RuleDecomposer, comparison_parts, kind_of
 from rag.errors import ConfigError, SourceError
+from rag.retrievers.base import check_query
 from rag.types import SubQuery
 
 LABELS: tuple[str, ...] = ("single", "bridge", "comparison", "table", "tool")
@@ -114,7 +115,7 @@ class LearnedDecomposer:
     def classify_batch(self, queries: Sequence[str]) -> list[tuple[str, float]]:
         """``(label, probability)`` of the most likely type of each query."""
         for q in queries:
-            check_question(q)
+            check_query(q)
         if not queries:
             return []
         p = self.probabilities(queries)

@@ -37,6 +37,18 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def quiet_transformers(errors_only: bool = False) -> None:
+    """Hide transformers' weight-loading progress bars (noise in a CLI); ``errors_only`` also drops its
+    warnings (e.g. the "newly initialized head" report when a classifier is built for training)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        return
+    hf_logging.disable_progress_bar()
+    if errors_only:
+        hf_logging.set_verbosity_error()
+
+
 def set_threads(threads: int | None) -> None:
     """Set torch's intra-op thread count (``PILOTFISH_THREADS`` when ``threads`` is None)."""
     n = threads or int(os.environ.get("PILOTFISH_THREADS", "0") or 0)
@@ -77,12 +89,7 @@ class SentenceTransformerEncoder:
             except ImportError as e:  # pragma: no cover
                 raise MissingDependencyError("sentence-transformers", purpose="dense retrieval") from e
             set_threads(self._threads)
-            try:  # weight-loading progress bars are noise in a CLI
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-            except ImportError:  # pragma: no cover
-                pass
+            quiet_transformers()
             path = resolve_model_path(self.name)
             try:
                 self._model = SentenceTransformer(path, device=self._device)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.encoders import set_threads
+from rag.encoders import quiet_transformers, set_threads
 from rag.errors import ConfigError, MissingDependencyError
 
 DEFAULT_LLM = "smollm2-135m"
@@ -74,11 +74,9 @@ class LocalGenerator:
         if self._model is None:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
-                from transformers.utils import logging as hf_logging
             except ImportError as e:  # pragma: no cover
                 raise MissingDependencyError("transformers", purpose="local generation") from e
-            hf_logging.disable_progress_bar()
-            hf_logging.set_verbosity_error()
+            quiet_transformers(errors_only=True)
             set_threads(self._threads)
             if self.name == DEFAULT_LLM:
                 gguf = smollm2_gguf()

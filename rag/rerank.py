@@ -60,6 +60,7 @@ def passage_text(hit: Hit) -> str:
 
 def load_cross_encoder(name: str, task: str, collection: str | Path | None, **kwargs: Any) -> tuple[Any, dict]:
     """Load a CrossEncoder by registry name, directory or HF id; returns ``(model, manifest)``."""
+    from rag.encoders import quiet_transformers
     from rag.models import resolve_model
 
     path, manifest = resolve_model(name, task, collection)
@@ -67,12 +68,7 @@ def load_cross_encoder(name: str, task: str, collection: str | Path | None, **kw
         from sentence_transformers import CrossEncoder
     except ImportError as e:  # pragma: no cover
         raise MissingDependencyError("sentence-transformers", purpose=f"the {task}") from e
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
+    quiet_transformers()
     try:
         return CrossEncoder(path, **kwargs), manifest
     except (OSError, ValueError) as e:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rag.encoders import resolve_model_path, set_threads
+from rag.encoders import quiet_transformers, resolve_model_path, set_threads
 from rag.errors import ConfigError, MissingDependencyError
 
 
@@ -60,11 +60,9 @@ def new_cross_encoder(base: str, num_labels: int, max_length: int) -> Any:
     """A CrossEncoder from ``base`` (HF id, path, or ``default`` = the shipped MiniLM) with a fresh head."""
     try:
         from sentence_transformers import CrossEncoder
-        from transformers.utils import logging as hf_logging
     except ImportError as e:  # pragma: no cover
         raise MissingDependencyError("sentence-transformers", purpose="training small models") from e
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_transformers(errors_only=True)
     path = resolve_model_path(base)
     try:
         return CrossEncoder(path, num_labels=num_labels, max_length=max_length)

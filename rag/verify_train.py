@@ -31,10 +31,11 @@ from rag.errors import ConfigError, SourceError
 from rag.train import Group, TrainConfig
 from rag.verify import (
     FEATURES,
+    LEXICAL_FEATURES,
     Calibrator,
     NLIVerifier,
+    claim_features,
     hypothesis_for,
-    lexical_signal,
     select_premise,
     split_sentences,
 )
@@ -194,15 +195,15 @@ def evaluate_verifier(verifier: NLIVerifier, examples: Sequence[ClaimExample], b
 
 
 def fit_calibrator(verifier: NLIVerifier, examples: Sequence[ClaimExample]) -> Calibrator:
-    """Fit the logistic calibrator on held-out claims' (premise, hypothesis) features."""
+    """Fit the logistic calibrator on held-out claims: the model's class probabilities (when the verifier has a
+    model) and the lexical/numeric signal of each claim against its deciding passage."""
     groups = to_groups(examples)
-    probs = verifier.class_probs([g.pairs[0] for g in groups])
-    cal = Calibrator([0.0] * 5)
-    x = np.stack(
-        [cal.features(pr, *lexical_signal(g.pairs[0][1], g.pairs[0][0])) for pr, g in zip(probs, groups, strict=True)]
-    )
-    y = np.array([1.0 if g.label == 0 else 0.0 for g in groups])
-    return Calibrator.fit(x, y)
+    pairs = [g.pairs[0] for g in groups]
+    has_model = verifier._model is not None
+    probs = verifier.class_probs(pairs) if has_model else [None] * len(pairs)
+    rows = [claim_features(hyp, prem, pr) for (prem, hyp), pr in zip(pairs, probs, strict=True)]
+    y = [1.0 if g.label == 0 else 0.0 for g in groups]
+    return Calibrator.fit(rows, y, FEATURES if has_model else LEXICAL_FEATURES)
 
 
 def train_verifier(
@@ -243,7 +244,7 @@ def train_verifier(
             "verifier",
             name,
             base,
-            settings={"calibrator": verifier.calibrator.weights, "features": list(FEATURES)},
+            settings={"calibrator": verifier.calibrator.weights, "features": list(verifier.calibrator.features)},
             training={
                 "sources": [str(d) for d in data_dirs],
                 "data_sha256": data_hash([vars(e) for e in examples]),

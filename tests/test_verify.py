@@ -10,7 +10,7 @@ import pytest
 
 from rag.errors import ConfigError, SourceError
 from rag.types import Doc, Hit
-from rag.verify import NLIVerifier, lexical_signal, split_claims, split_sentences
+from rag.verify import FEATURES, NLIVerifier, lexical_signal, split_claims, split_sentences
 from tests.conftest import DATA
 from tests.test_cli import rag
 
@@ -33,9 +33,27 @@ def test_claims_keep_their_citations() -> None:
 
 def test_lexical_signal_catches_changed_numbers() -> None:
     premise = "The Eiffel Tower was completed in 1889 and is 330 metres tall."
-    assert lexical_signal("The tower was completed in 1889.", premise) == (1.0, 0.0)
-    cov, missing = lexical_signal("The tower was completed in 1901.", premise)
-    assert missing == 1.0 and cov == 1.0  # the words match; only the number differs
+    good = lexical_signal("The tower was completed in 1889.", premise)
+    assert good["coverage"] == 1.0 and good["any_number_missing"] == 0.0 and good["all_terms_found"] == 1.0
+    bad = lexical_signal("The tower was completed in 1901.", premise)
+    assert bad["any_number_missing"] == 1.0 and bad["numbers_missing"] == pytest.approx(1 / 3)
+    assert bad["coverage"] == 1.0  # the words match; only the number differs
+    name = lexical_signal("The Eiffel Tower was completed by Gustave in 1889.", premise)
+    assert name["any_name_missing"] == 1.0 and name["any_number_missing"] == 0.0
+
+
+def test_calibrator_settings_round_trip_and_stale_features() -> None:
+    from rag.verify import LEXICAL, Calibrator
+
+    rows = [{"coverage": c, "bias": 1.0} for c in (0.1, 0.2, 0.8, 0.9)]
+    cal = Calibrator.fit(rows, [0, 0, 1, 1], features=("coverage", "bias"))
+    assert cal({"coverage": 0.95, "bias": 1.0}) > 0.5 > cal({"coverage": 0.05, "bias": 1.0})
+    again = Calibrator.from_settings({"calibrator": cal.weights, "features": list(cal.features)})
+    assert again == cal
+    assert Calibrator.from_settings({}) is None
+    with pytest.raises(ConfigError, match="retrain"):
+        Calibrator.from_settings({"calibrator": [1.0, 2.0], "features": ["coverage", "old_feature"]})
+    assert len(LEXICAL.weights) == len(LEXICAL.features)
 
 
 def test_lexical_only_verifier_ranks_support() -> None:
@@ -79,7 +97,8 @@ def test_trained_verifier_by_name_and_hf_label_mapping(tmp_path: Path, monkeypat
     m = train_verifier(
         [QA], dest=dest, name="default", max_questions=40, config=TrainConfig(max_steps=2, max_length=96)
     )
-    assert m["task"] == "verifier" and len(m["settings"]["calibrator"]) == 5
+    assert m["task"] == "verifier" and m["settings"]["features"] == list(FEATURES)
+    assert len(m["settings"]["calibrator"]) == len(FEATURES)
     assert {"unsupported_f1", "ece"} <= set(m["metrics"]["heldout"])
     assert [x["name"] for x in list_models()] == ["default"]
 

@@ -1,4 +1,5 @@
-"""The ``rag`` command: index, search, eval, reindex, info, delete; train and models (rag/cli_models.py).
+"""The ``rag`` command: index, search, eval, reindex, info, delete; ask and llm-serve (rag/cli_ask.py); train
+and models (rag/cli_models.py).
 
 Exit status: 0 success; 1 error (message on stderr); 2 bad usage; 3 done, but some inputs were
 skipped (listed on stderr).
@@ -272,9 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--collection", required=True)
     de.set_defaults(func=cmd_delete)
 
-    from rag.cli_models import add_parsers
+    from rag import cli_ask, cli_models
 
-    add_parsers(sub)
+    cli_ask.add_parsers(sub)
+    cli_models.add_parsers(sub)
     return p
 
 

@@ -54,3 +54,7 @@ class SourceError(RagError):
 
 class UnsafeQueryError(RagError):
     """A generated query (SQL, tool call) was rejected by a validator."""
+
+
+class GenerationError(RagError):
+    """The LLM could not produce an answer (server down, error status, malformed reply, broken stream)."""

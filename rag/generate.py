@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,11 +44,24 @@ def smollm2_gguf() -> Path:
     return found[0]
 
 
+def make_generator(spec: str | None = None, **options: Any) -> Any:
+    """A generator from a short spec: ``local`` (default SmolLM2), ``hf:<id or path>``, ``openai:<model>``
+    (base URL and key from ``options`` or ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), or a model path / HF id."""
+    spec = (spec or "local").strip()
+    if spec.startswith("openai:"):
+        from rag.llm_openai import OpenAIGenerator
+
+        return OpenAIGenerator(spec.removeprefix("openai:"), **options)
+    local = {k: v for k, v in options.items() if k in ("max_new_tokens", "temperature", "threads", "device")}
+    return LocalGenerator(spec.removeprefix("hf:"), **local)
+
+
 class LocalGenerator:
     """A :class:`~rag.protocols.Generator` running a causal LM locally with transformers.
 
     Args:
-        model: ``default`` (SmolLM2-135M-Instruct, shipped), a HF id, a model directory, or a ``.gguf`` file.
+        model: ``default`` (SmolLM2-135M-Instruct, shipped), a HF id or model directory (causal or
+            seq2seq, e.g. flan-t5), or a ``.gguf`` file.
         max_new_tokens: generation length cap. temperature: 0 for greedy decoding.
         threads: torch threads. device: ``cpu`` / ``cuda``.
     """
@@ -69,6 +83,7 @@ class LocalGenerator:
         self._model: Any = None
         self._tok: Any = None
         self._lock = threading.Lock()
+        self._seq2seq = False
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
@@ -86,8 +101,22 @@ class LocalGenerator:
             else:
                 where, kwargs = self.name, {}
             try:
+                from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
                 self._tok = AutoTokenizer.from_pretrained(where, **kwargs)
-                self._model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+                if not kwargs:  # GGUF files hold causal LMs
+                    config = AutoConfig.from_pretrained(where)
+                    self._seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+                auto = AutoModelForSeq2SeqLM if self._seq2seq else AutoModelForCausalLM
+                saved = os.environ.get("TQDM_DISABLE")
+                os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation bar is raw tqdm
+                try:
+                    self._model = auto.from_pretrained(where, **kwargs)
+                finally:
+                    if saved is None:
+                        os.environ.pop("TQDM_DISABLE", None)
+                    else:
+                        os.environ["TQDM_DISABLE"] = saved
             except ImportError as e:
                 raise MissingDependencyError("gguf", purpose="loading GGUF models with transformers") from e
             except (OSError, ValueError) as e:
@@ -114,6 +143,10 @@ class LocalGenerator:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under this model's tokenizer."""
+        return len(self._load()[1](text, add_special_tokens=False)["input_ids"])
+
     def generate(self, prompt: Prompt, max_new_tokens: int | None = None) -> str:
         return self.generate_batch([prompt], max_new_tokens)[0]
 
@@ -127,7 +160,7 @@ class LocalGenerator:
             tok.padding_side = "left"
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             out = model.generate(**enc, **self._gen_kwargs(max_new_tokens), pad_token_id=tok.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1] :]
+        new = out if self._seq2seq else out[:, enc["input_ids"].shape[1] :]
         return [tok.decode(row, skip_special_tokens=True).strip() for row in new]
 
     def stream(self, prompt: Prompt, max_new_tokens: int | None = None) -> Iterator[str]:
@@ -137,7 +170,7 @@ class LocalGenerator:
 
         model, tok = self._load()
         enc = tok([self._text(prompt)], return_tensors="pt", add_special_tokens=False).to(model.device)
-        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        streamer = TextIteratorStreamer(tok, skip_prompt=not self._seq2seq, skip_special_tokens=True)
 
         def run() -> None:
             with self._lock, torch.inference_mode():

@@ -92,3 +92,16 @@ class Answer:
     hits: tuple[Hit, ...] = ()
     abstained: bool = False
     trace: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``rag ask --json``: text, abstained, claims, hits (as in search), trace."""
+        return {
+            "text": self.text,
+            "abstained": self.abstained,
+            "claims": [
+                {"text": c.text, "citations": list(c.citations), "support": c.support, "verdict": c.verdict}
+                for c in self.claims
+            ],
+            "hits": [h.to_dict() for h in self.hits],
+            "trace": self.trace,
+        }

@@ -89,7 +89,7 @@ def split_claims(answer: str) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _terms(text: str) -> set[str]:
-    return set(_tokenizer().terms(text)) if text else set()
+    return set(_tokenizer().tokenize([text])[0]) if text else set()
 
 
 _TOK: Any = None
@@ -210,7 +210,7 @@ class Calibrator:
 # Lexical-only calibrator for ``NLIVerifier(None)``: fitted on 1,200 planted-error claims built from the SQuAD
 # dev set (`python benchmarks/small_models.py verifier` refits and prints these weights).
 LEXICAL = Calibrator(
-    [0.1206, -0.8126, -1.0649, -1.8428, -3.249, 1.0605, 0.6421, -0.1561],
+    [1.7325, -1.5036, -0.9152, -1.8037, -3.5505, 2.6566, 3.6763, -1.7812],
     LEXICAL_FEATURES,
 )
 

@@ -1,0 +1,137 @@
+"""``rag ask`` (answer a question from a collection with citations and verified claims) and ``rag llm-serve``
+(an OpenAI-compatible endpoint in front of a local model)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rag.types import Answer
+
+MARK = {"supported": "ok", "unsupported": "UNSUPPORTED", "contradicted": "CONTRADICTED", "unchecked": "unchecked"}
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from rag.generate import make_generator
+    from rag.pipeline import RAG
+
+    options: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+    if args.llm.startswith("openai:"):
+        options.update(base_url=args.base_url, timeout=args.timeout)
+    else:
+        options["threads"] = args.threads
+    llm = make_generator(args.llm, **options)
+    verifier = None if args.verifier == "none" else args.verifier
+    return RAG.from_collection(
+        args.collection,
+        llm=llm,
+        mode=args.mode,
+        reranker=args.rerank,
+        decomposer=args.decompose,
+        verifier=verifier,
+        policy=args.policy,
+        k=args.k,
+        candidates=max(args.k, args.candidates),
+        max_new_tokens=args.max_new_tokens,
+    )
+
+
+def print_answer(answer: Answer, *, with_text: bool = True) -> None:
+    if with_text:
+        print(answer.text)
+    if answer.abstained:
+        print(f"\n[abstained: {answer.trace.get('abstain_reason', '')}]")
+    if answer.claims:
+        print("\nclaims:")
+        for c in answer.claims:
+            cites = ", ".join(c.citations) or "-"
+            print(f"  [{MARK[c.verdict]} {c.support:.2f}] {c.text}  (cites: {cites})")
+    if answer.hits:
+        print("\nsources:")
+        for i, h in enumerate(answer.hits, 1):
+            title = h.doc.meta.get("title") or h.doc.meta.get("source") or ""
+            print(f"  [{i}] {h.doc.id}" + (f"  ({title})" if title and title != h.doc.id else ""))
+    flagged = answer.trace.get("flagged_injection")
+    if flagged:
+        print(f"\nwarning: evidence that reads like instructions to the model was quoted, not obeyed: {flagged}")
+    print(f"\n{answer.trace.get('total_ms', 0) / 1000:.1f} s", file=sys.stderr)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.cli import _filters
+
+    rag = _pipeline(args)
+    filters = _filters(args)
+    if args.stream and not args.json:
+        answer = None
+        for ev in rag.stream(args.question, filters):
+            if ev.type == "token":
+                print(ev.text, end="", flush=True)
+            elif ev.type == "answer":
+                answer = ev.answer
+        assert answer is not None
+        if answer.abstained or args.policy != "flag":
+            print("\n" + answer.text if answer.abstained else f"\n\nafter {args.policy}: {answer.text}")
+        else:
+            print()
+        print_answer(answer, with_text=False)
+        return 0
+    if args.stream:  # --json --stream: one JSON object per event
+        for ev in rag.stream(args.question, filters):
+            if ev.type == "token":
+                print(json.dumps({"type": "token", "text": ev.text}), flush=True)
+            elif ev.type == "hits":
+                print(json.dumps({"type": "hits", "hits": [h.to_dict() for h in ev.hits]}), flush=True)
+            elif ev.answer is not None:
+                print(json.dumps({"type": "answer", "answer": ev.answer.to_dict()}, default=str), flush=True)
+        return 0
+    answer = rag.ask(args.question, filters)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, default=str))
+    else:
+        print_answer(answer)
+    return 0
+
+
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    from rag.generate import make_generator
+    from rag.llm_server import LLMServer
+
+    server = LLMServer(make_generator(args.llm, max_new_tokens=args.max_new_tokens), host=args.host, port=args.port)
+    print(f"serving {server.model_name} at {server.url} (OpenAI chat completions); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.close()
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    a = sub.add_parser("ask", help="answer a question from a collection, with citations and verified claims")
+    a.add_argument("question")
+    a.add_argument("--collection", required=True)
+    a.add_argument("--llm", default="local", help="local (SmolLM2-135M), hf:<id or path>, or openai:<model>")
+    a.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL); key: $OPENAI_API_KEY")
+    a.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (openai:)")
+    a.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
+    a.add_argument("--k", type=int, default=5, help="passages in the prompt")
+    a.add_argument("--candidates", type=int, default=20, help="passages retrieved and reranked")
+    a.add_argument("--rerank", metavar="MODEL", help="reranker (registry name, path or HF id)")
+    a.add_argument("--decompose", metavar="rules|MODEL", help="split the question: rules or a trained classifier")
+    a.add_argument("--verifier", default="lexical", help="lexical (default), a trained verifier, or none")
+    a.add_argument("--policy", default="flag", choices=["flag", "repair", "strict"])
+    a.add_argument("--max-new-tokens", type=int, default=256)
+    a.add_argument("--threads", type=int, default=None, help="torch threads for a local LLM")
+    a.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE")
+    a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("llm-serve", help="serve a local LLM as an OpenAI-compatible chat-completions endpoint")
+    s.add_argument("--llm", default="local")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8001)
+    s.add_argument("--max-new-tokens", type=int, default=256)
+    s.set_defaults(func=cmd_llm_serve)

@@ -9,6 +9,7 @@ committed (a crash mid-write), so the collection always opens at its last commit
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,28 @@ class DocStore:
         if not read_only:
             self.con.execute(_SCHEMA)
         self._fields: tuple[int, set[str]] | None = None
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._cursors: list[Any] = []
+        self._cursor_lock = threading.Lock()
+
+    def _read(self) -> Any:
+        """The connection for reads: the store's own in the thread that opened it (so a writer sees its open
+        transaction), a per-thread cursor elsewhere (a DuckDB connection refuses concurrent calls)."""
+        if threading.get_ident() == self._owner:
+            return self.con
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            with self._cursor_lock:
+                cur = self._local.cur = self.con.cursor()
+                self._cursors.append(cur)
+        return cur
 
     def close(self) -> None:
+        with self._cursor_lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
         self.con.close()
 
     # ------------------------------------------------------------------ generations
@@ -136,24 +157,30 @@ class DocStore:
         ords_l = [int(o) for o in ords]
         if not ords_l:
             return {}
-        rows = self.con.execute(
-            "SELECT ord, id, text, meta FROM chunks WHERE ord IN (SELECT unnest(?))", [ords_l]
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute("SELECT ord, id, text, meta FROM chunks WHERE ord IN (SELECT unnest(?))", [ords_l])
+            .fetchall()
+        )
         return {int(o): Doc(text=t, id=i, meta=json.loads(m) if m else {}) for o, i, t, m in rows}
 
     def chunks_of(self, parents: Sequence[str], gen: int) -> list[Doc]:
         """The visible chunks of the given documents, in document then position order."""
-        rows = self.con.execute(
-            f"SELECT ord FROM chunks WHERE parent IN (SELECT unnest(?)) AND {_VISIBLE.format(g='?')} "
-            "ORDER BY parent, ord",
-            [list(parents), gen, gen],
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute(
+                f"SELECT ord FROM chunks WHERE parent IN (SELECT unnest(?)) AND {_VISIBLE.format(g='?')} "
+                "ORDER BY parent, ord",
+                [list(parents), gen, gen],
+            )
+            .fetchall()
+        )
         found = self.chunks([o for (o,) in rows])
         return [found[o] for (o,) in rows]
 
     def iter_chunks(self, gen: int, batch: int = 10_000) -> Iterator[tuple[np.ndarray, list[str]]]:
         """Visible (ords, texts) in ordinal order, in batches (for rebuilding indexes)."""
-        cur = self.con.execute(
+        cur = self._read().execute(
             f"SELECT ord, text, meta FROM chunks WHERE {_VISIBLE.format(g='?')} ORDER BY ord", [gen, gen]
         )
         while rows := cur.fetchmany(batch):
@@ -164,33 +191,43 @@ class DocStore:
 
     def filter_ords(self, filters: Mapping[str, Any] | None, gen: int) -> np.ndarray:
         where, params = to_sql(filters, self.fields(gen))
-        out = self.con.execute(
-            f"SELECT ord FROM chunks WHERE {_VISIBLE.format(g='?')} AND {where} ORDER BY ord",
-            [gen, gen, *params],
-        ).fetchnumpy()["ord"]
+        out = (
+            self._read()
+            .execute(
+                f"SELECT ord FROM chunks WHERE {_VISIBLE.format(g='?')} AND {where} ORDER BY ord",
+                [gen, gen, *params],
+            )
+            .fetchnumpy()["ord"]
+        )
         return np.asarray(out, dtype=np.int64)
 
     def fields(self, gen: int) -> set[str]:
         """Metadata keys of the chunks visible at ``gen``. The rows a committed generation sees never
         change, so the answer is cached per generation (filters ask on every query)."""
         if self._fields is None or self._fields[0] != gen:
-            rows = self.con.execute(
-                f"SELECT DISTINCT unnest(json_keys(meta)) FROM chunks WHERE {_VISIBLE.format(g='?')}",
-                [gen, gen],
-            ).fetchall()
+            rows = (
+                self._read()
+                .execute(
+                    f"SELECT DISTINCT unnest(json_keys(meta)) FROM chunks WHERE {_VISIBLE.format(g='?')}",
+                    [gen, gen],
+                )
+                .fetchall()
+            )
             self._fields = (gen, {r[0] for r in rows})
         return set(self._fields[1])
 
     def counts(self, gen: int) -> tuple[int, int]:
         vis = _VISIBLE.format(g="?")
-        d = self.con.execute(f"SELECT count(*) FROM documents WHERE {vis}", [gen, gen]).fetchone()
-        c = self.con.execute(f"SELECT count(*) FROM chunks WHERE {vis}", [gen, gen]).fetchone()
+        d = self._read().execute(f"SELECT count(*) FROM documents WHERE {vis}", [gen, gen]).fetchone()
+        c = self._read().execute(f"SELECT count(*) FROM chunks WHERE {vis}", [gen, gen]).fetchone()
         return int(d[0]) if d else 0, int(c[0]) if c else 0
 
     def doc_ids(self, gen: int) -> list[str]:
-        rows = self.con.execute(
-            f"SELECT id FROM documents WHERE {_VISIBLE.format(g='?')} ORDER BY id", [gen, gen]
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute(f"SELECT id FROM documents WHERE {_VISIBLE.format(g='?')} ORDER BY id", [gen, gen])
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
 

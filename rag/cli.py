@@ -124,28 +124,35 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_collection(args: argparse.Namespace, corpus: Sequence[Any]) -> tuple[Any, Any]:
+    """The collection ``--collection`` names (indexing ``corpus`` into it when new), or a temporary one;
+    returns (collection, temporary directory or None)."""
+    from rag.indexers.collection import Collection
+
+    tmp = None
+    if args.collection and Path(args.collection, "manifest.json").exists():
+        return Collection.open(args.collection), None
+    if args.collection:
+        path = Path(args.collection)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="rag-eval-")
+        path = Path(tmp.name) / "kb"
+    enc = None if args.mode == "bm25" else args.encoder
+    kb = Collection.create(path, encoder=enc, chunk_size=args.chunk_size)
+    t0 = time.perf_counter()
+    kb.add(corpus, progress=not args.quiet)
+    if not args.quiet:
+        print(f"indexed {len(corpus)} documents in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return kb, tmp
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rag.eval import evaluate_retriever, load_beir
-    from rag.indexers.collection import Collection
 
     data = load_beir(args.dataset, args.split)
     queries = dict(list(data.queries.items())[: args.max_queries] if args.max_queries else data.queries)
     qrels = {q: data.qrels[q] for q in queries}
-    tmp = None
-    if args.collection and Path(args.collection, "manifest.json").exists():
-        kb = Collection.open(args.collection)
-    else:
-        if args.collection:
-            path = Path(args.collection)
-        else:
-            tmp = tempfile.TemporaryDirectory(prefix="rag-eval-")
-            path = Path(tmp.name) / "kb"
-        enc = None if args.mode == "bm25" else args.encoder
-        kb = Collection.create(path, encoder=enc, chunk_size=args.chunk_size)
-        t0 = time.perf_counter()
-        kb.add(data.corpus, progress=not args.quiet)
-        if not args.quiet:
-            print(f"indexed {len(data.corpus)} documents in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    kb, tmp = eval_collection(args, data.corpus)
     try:
         retriever = kb.retriever(args.mode)
         if args.rerank:
@@ -258,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--json", action="store_true")
     er.add_argument("--quiet", action="store_true")
     er.set_defaults(func=cmd_eval)
+    from rag import cli_ask
+
+    cli_ask.add_eval_cascade(evs)
 
     ri = sub.add_parser("reindex", help="rebuild a collection's indexes from its document store")
     ri.add_argument("--collection", required=True)
@@ -273,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--collection", required=True)
     de.set_defaults(func=cmd_delete)
 
-    from rag import cli_ask, cli_models
+    from rag import cli_models
 
     cli_ask.add_parsers(sub)
     cli_models.add_parsers(sub)

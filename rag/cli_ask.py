@@ -95,6 +95,85 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_cascade(args: argparse.Namespace) -> int:
+    from rag.cascade import Extractive, evaluate_cascade
+    from rag.cli import eval_collection
+    from rag.eval import load_beir
+    from rag.eval_qa import load_answers
+    from rag.generate import make_generator
+    from rag.pipeline import RAG
+    from rag.verify import NLIVerifier
+
+    data = load_beir(args.dataset, args.split)
+    answers = load_answers(f"{args.dataset}/answers.jsonl")
+    questions = {q: t for q, t in data.queries.items() if q in answers}
+    questions = dict(list(questions.items())[: args.max_queries] if args.max_queries else questions.items())
+    kb, tmp = eval_collection(args, data.corpus)
+    try:
+        reranker = None
+        if args.rerank:
+            from rag.rerank import CrossEncoderReranker
+
+            reranker = CrossEncoderReranker(args.rerank, collection=kb.path, max_candidates=20)
+        verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.path)
+        levels: list[tuple[str, Any, float]] = []
+        for spec in args.levels.split(","):
+            base: dict[str, Any] = {"reranker": reranker, "verifier": verifier, "k": 5, "candidates": 20}
+            if spec == "extractive":
+                levels.append((spec, Extractive(RAG(kb.retriever(args.mode), None, **base)), 0.0))
+                continue
+            options: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+            if spec.startswith("openai:") and args.base_url:
+                options["base_url"] = args.base_url
+            llm = make_generator(spec, **options)
+            rag = RAG(kb.retriever(args.mode), llm, policy="flag", max_new_tokens=args.max_new_tokens, **base)
+            levels.append((spec, rag, 10.0 if spec.startswith("openai:") else 1.0))  # relative cost units
+        result = evaluate_cascade(levels, questions, answers, progress=not args.quiet)
+    finally:
+        kb.close()
+        if tmp is not None:
+            tmp.cleanup()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.dataset}: {result['questions']} questions; levels (cost): "
+          + ", ".join(f"{n} ({lv[2]:g})" for n, lv in zip(result["levels"], levels, strict=True)))  # fmt: skip
+    for n, r in result["alone"].items():
+        print(f"  {n} alone: F1 {r['f1']:.3f}")
+    head = "  ".join(f"{n[:12]:>12}" for n in result["levels"])
+    print(f"{'threshold':>9}  {head}  {'abstain':>7}  {'F1':>6}  {'F1 ans':>6}  {'cost/q':>6}")
+    for row in result["curve"]:
+        counts = "  ".join(f"{row['answered_by'][n]:>12}" for n in result["levels"])
+        print(
+            f"{row['threshold']:>9.2f}  {counts}  {row['abstained']:>7}  {row['f1']:>6.3f}  "
+            f"{row['f1_answered']:>6.3f}  {row['cost_per_question']:>6.2f}"
+        )
+    return 0
+
+
+def add_eval_cascade(evs: Any) -> None:
+    c = evs.add_parser("cascade", help="cost/quality curve of an escalation cascade on a QA folder")
+    c.add_argument("--dataset", required=True, help="QA folder: BEIR files plus answers.jsonl")
+    c.add_argument(
+        "--levels",
+        default="extractive,local",
+        help="cheapest first: extractive (cost 0), local or hf:ID (cost 1), openai:M (cost 10)",
+    )
+    c.add_argument("--base-url", help="OpenAI-compatible server for openai: levels")
+    c.add_argument("--collection", help="reuse (or create and keep) the collection here")
+    c.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
+    c.add_argument("--encoder", default="default")
+    c.add_argument("--chunk-size", type=int, default=0)
+    c.add_argument("--split", default="test")
+    c.add_argument("--rerank", metavar="MODEL")
+    c.add_argument("--verifier", default="lexical")
+    c.add_argument("--max-queries", type=int, default=30)
+    c.add_argument("--max-new-tokens", type=int, default=48)
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_eval_cascade)
+
+
 def cmd_llm_serve(args: argparse.Namespace) -> int:
     from rag.generate import make_generator
     from rag.llm_server import LLMServer

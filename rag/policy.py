@@ -4,8 +4,10 @@
   the web page) can mark the unsupported ones.
 - ``repair``: supported claims are kept; each unsupported claim (at most ``MAX_REPAIRS``) is re-retrieved for on
   its own (question + claim), the LLM answers again from that evidence, and the new claims are verified; those
-  supported replace it, the rest are dropped. The repaired text is rebuilt from the surviving claims with ``[n]``
-  markers renumbered to the answer's hits. Nothing left → abstain.
+  supported replace it. When none is, the claim is rewritten as the evidence sentence closest to it (question +
+  claim terms), kept only if the verifier supports that sentence too; otherwise it is dropped. The repaired text
+  is rebuilt from the surviving claims with ``[n]`` markers renumbered to the answer's hits. Nothing left →
+  abstain.
 - ``strict``: abstain unless every claim's support reaches the threshold.
 
 Abstaining returns an :class:`~rag.types.Answer` with ``abstained=True``, a text that says why and shows the
@@ -68,10 +70,41 @@ def _repair(rag: RAG, question: str, claim: Claim, ledger: Any) -> tuple[list[Cl
     t = time.perf_counter()
     text = rag.generator.generate(packed.messages, max_new_tokens=rag.max_new_tokens)
     ledger.add("repair-generate", t, None, claim=claim.text, prompt_tokens=packed.tokens, output=text)
-    if ABSTAIN.lower().rstrip(".") in text.lower():
-        return [], []
-    new = rag.verify(question, text, packed.hits, ledger)
-    return [c for c in new if c.verdict == "supported"], list(packed.hits)
+    new = [] if ABSTAIN.lower().rstrip(".") in text.lower() else rag.verify(question, text, packed.hits, ledger)
+    good = [c for c in new if c.verdict == "supported"]
+    if not good:
+        good = _quote(rag, question, claim, list(packed.hits))
+    return good, list(packed.hits)
+
+
+def closest_sentence(question: str, claim: str, hits: Sequence[Hit]) -> tuple[str, Hit] | None:
+    """The evidence sentence sharing most terms with the question (then with ``claim``; earlier hits first),
+    and its passage; None when no sentence shares a term with the question."""
+    from rag.verify import _terms, split_sentences
+
+    q, c = _terms(question), _terms(claim)
+    best = max(
+        (
+            (len(q & t), len(c & t), -i, -j, s, h)
+            for i, h in enumerate(hits)
+            for j, s in enumerate(split_sentences(h.doc.text))
+            for t in [_terms(s)]
+        ),
+        default=None,
+        key=lambda x: x[:4],
+    )
+    if best is None or best[0] == 0:
+        return None
+    return best[4], best[5]
+
+
+def _quote(rag: RAG, question: str, claim: Claim, hits: list[Hit]) -> list[Claim]:
+    """The evidence sentence closest to the question (then to ``claim``), as a claim of its own, when the
+    verifier supports it."""
+    found = closest_sentence(question, claim.text, hits)
+    if found is None:
+        return []
+    return [c for c in rag.verify(question, found[0], hits) if c.verdict == "supported"]
 
 
 def apply_policy(

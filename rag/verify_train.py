@@ -16,7 +16,6 @@ probabilities and the lexical/numeric signal) and to report F1 and expected cali
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import re
 import tempfile
@@ -70,21 +69,15 @@ def _swap_number(answer: str, rng: random.Random) -> str:
 
 def build_claims(data_dir: str | Path, max_questions: int = 1000, seed: int = 0) -> list[ClaimExample]:
     """Three claims (supported, contradicted, unsupported) per usable question of a QA folder."""
-    from rag.eval import _open_text, load_beir
+    from rag.eval import load_beir
+    from rag.eval_qa import load_answers
     from rag.indexers.collection import Collection
 
     root = Path(data_dir)
     if not (root / "answers.jsonl").is_file():
         raise SourceError(str(root), "not a QA folder: needs answers.jsonl next to corpus, queries and qrels")
     data = load_beir(root, "test")
-    answers: dict[str, list[str]] = {}
-    for n, line in enumerate(_open_text(root / "answers.jsonl"), 1):
-        if line.strip():
-            try:
-                obj = json.loads(line)
-                answers[str(obj["_id"])] = [str(a) for a in obj["answers"]]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise SourceError(f"{root / 'answers.jsonl'}:{n}", f'expected {{"_id", "answers": [...]}} ({e})') from e
+    answers = load_answers(root / "answers.jsonl")
     texts = {d.id: (f"{d.meta['title']}. {d.text}" if d.meta.get("title") else d.text) for d in data.corpus}
     rng = random.Random(seed)
     pool: dict[str, list[str]] = {}

@@ -1,0 +1,69 @@
+"""The cascade: an extractive level with no LLM, escalation on low confidence, the budget, and the
+cost/quality curve of ``evaluate_cascade`` on a small QA folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rag.cascade import Cascade, Confidence, Extractive, evaluate_cascade, signals
+from rag.eval import load_beir
+from rag.eval_qa import exact_match, load_answers, token_f1
+from rag.pipeline import RAG
+from rag.verify import NLIVerifier
+from tests.conftest import DATA, Scripted
+from tests.test_ask import KEYS_Q
+
+
+def test_answer_metrics() -> None:
+    assert exact_match("The Denver Broncos [1].", ["Denver Broncos"]) == 1.0
+    assert token_f1("It was the Denver Broncos [1].", ["Denver Broncos"]) == pytest.approx(2 / 3)
+    assert token_f1("", ["x"]) == 0.0 and token_f1("Paris", ["London", "paris"]) == 1.0
+
+
+def test_extractive_level_quotes_the_evidence(docs_kb: Any) -> None:
+    ext = Extractive(RAG(docs_kb.retriever("bm25"), None, verifier=NLIVerifier(None)))
+    a = ext.ask(KEYS_Q)
+    assert a.text == "API keys must be rotated every 90 days. [1]" and a.hits[0].doc.id == "security.md"
+    assert a.claims[0].verdict == "supported"
+    s = signals(KEYS_Q, a, None)
+    assert s["support_mean"] >= 0.5 and s["overlap"] > 0.5 and s["agreement"] == 0.0
+
+
+def test_cascade_escalates_on_low_confidence_and_respects_the_budget(docs_kb: Any) -> None:
+    verifier = NLIVerifier(None)
+    ext = Extractive(RAG(docs_kb.retriever("bm25"), None, verifier=verifier))
+    gen = Scripted("The moon is made of green cheese [1].")
+    llm = RAG(docs_kb.retriever("bm25"), gen, verifier=verifier)
+    levels = [("extractive", ext, 0.0), ("llm", llm, 1.0)]
+    cheap = Cascade(levels, threshold=0.5).ask(KEYS_Q)
+    assert not cheap.abstained and [s["level"] for s in cheap.trace["cascade"]] == ["extractive"]
+    assert gen.prompts == [] and cheap.trace["cost"] == 0.0
+    strict = Cascade(levels, threshold=0.999).ask(KEYS_Q)
+    assert strict.abstained and [s["level"] for s in strict.trace["cascade"]] == ["extractive", "llm"]
+    assert "no level reached confidence" in strict.text and len(gen.prompts) == 1
+    capped = Cascade(levels, threshold=0.999, budget=0.5).ask(KEYS_Q)
+    assert capped.abstained and [s["level"] for s in capped.trace["cascade"]] == ["extractive"]
+
+
+def test_cost_quality_curve(tmp_path: Any) -> None:
+    from rag.indexers.collection import Collection
+
+    data = load_beir(DATA / "qa")
+    answers = load_answers(DATA / "qa" / "answers.jsonl")
+    kb = Collection.create(tmp_path / "kb", encoder=None, chunk_size=0)
+    kb.add(data.corpus)
+    verifier = NLIVerifier(None)
+    ext = Extractive(RAG(kb.retriever("bm25"), None, verifier=verifier))
+    llm = RAG(kb.retriever("bm25"), Scripted("I don't know based on the evidence."), verifier=verifier)
+    res = evaluate_cascade([("extractive", ext, 0.0), ("llm", llm, 1.0)], data.queries, answers)
+    n = res["questions"]
+    assert n == len(answers) and res["levels"] == ["extractive", "llm"]
+    assert 0.0 < res["alone"]["extractive"]["f1"] < 1.0 and res["alone"]["llm"]["f1"] == 0.0
+    for row in res["curve"]:
+        assert sum(row["answered_by"].values()) + row["abstained"] == n
+        assert row["answered_by"]["llm"] == 0  # the LLM level always abstained
+    assert res["curve"][0]["abstained"] <= res["curve"][-1]["abstained"]  # higher thresholds answer less
+    assert isinstance(Confidence(res["confidence"])("extractive", signals("q", ext.ask("q0 Eiffel"), None)), float)
+    kb.close()

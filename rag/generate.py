@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import os
+import io
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -108,15 +109,8 @@ class LocalGenerator:
                     config = AutoConfig.from_pretrained(where)
                     self._seq2seq = bool(getattr(config, "is_encoder_decoder", False))
                 auto = AutoModelForSeq2SeqLM if self._seq2seq else AutoModelForCausalLM
-                saved = os.environ.get("TQDM_DISABLE")
-                os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation bar is raw tqdm
-                try:
+                with contextlib.redirect_stderr(io.StringIO()):  # the GGUF de-quantisation bar is raw tqdm
                     self._model = auto.from_pretrained(where, **kwargs)
-                finally:
-                    if saved is None:
-                        os.environ.pop("TQDM_DISABLE", None)
-                    else:
-                        os.environ["TQDM_DISABLE"] = saved
             except ImportError as e:
                 raise MissingDependencyError("gguf", purpose="loading GGUF models with transformers") from e
             except (OSError, ValueError) as e:

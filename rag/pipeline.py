@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from rag.errors import ConfigError
 from rag.policy import VerifyPolicy, abstain, apply_policy, evidence_overlap
-from rag.prompts import ABSTAIN, build_prompt
+from rag.prompts import ABSTAIN, build_prompt, tidy_answer
 from rag.retrievers.base import check_query
 from rag.retrievers.hybrid import fuse
 from rag.types import Answer, Claim, Hit, SubQuery
@@ -196,9 +196,10 @@ class RAG:
         )
         return ledger, packed
 
-    def _finish(self, question: str, text: str, packed: Any, ledger: _Ledger, gen_t: float) -> Answer:
+    def _finish(self, question: str, raw: str, packed: Any, ledger: _Ledger, gen_t: float) -> Answer:
         count = getattr(self.generator, "count_tokens", None) or (lambda s: len(s.split()))
-        ledger.add("generate", gen_t, _name(self.generator), completion_tokens=count(text), output=text)
+        text = tidy_answer(raw)
+        ledger.add("generate", gen_t, _name(self.generator), completion_tokens=count(raw), output=raw)
         hits = list(packed.hits)
         if ABSTAIN.lower().rstrip(".") in text.lower():
             return abstain(question, hits, "the LLM found no answer in the evidence", self._trace(question, ledger))

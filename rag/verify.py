@@ -169,9 +169,16 @@ def select_premise(hypothesis: str, passage: str, sentences: int = 3) -> str:
     return " ".join(sents[i] for i in sorted(scored))
 
 
+_VERB = re.compile(
+    r"\b(?:is|are|was|were|be|been|has|have|had|will|would|can|could|must|should|may|might|do|does|did)\b", re.I
+)
+
+
 def hypothesis_for(question: str, claim: str) -> str:
-    """A short claim (a bare answer such as "1889") is read together with its question."""
-    return f"{question.strip()} {claim}" if question and len(claim.split()) < 6 else claim
+    """A bare answer ("1889", "Denver Broncos": under six words, no auxiliary verb) is read together with its
+    question; a sentence ("Coffee is free before nine.") stands on its own."""
+    bare = len(claim.split()) < 6 and not _VERB.search(claim)
+    return f"{question.strip()} {claim}" if question and bare else claim
 
 
 @dataclass
@@ -228,7 +235,7 @@ class Calibrator:
 # Lexical-only calibrator for ``NLIVerifier(None)``: fitted on 1,200 planted-error claims built from the SQuAD
 # dev set (`python benchmarks/small_models.py verifier` refits and prints these weights).
 LEXICAL = Calibrator(
-    [4.4833, -1.0427, -2.36, -3.8319, 1.6814, -3.3111],
+    [4.4892, -1.0434, -2.3612, -3.8396, 1.6934, -3.3178],
     LEXICAL_FEATURES,
 )
 

@@ -45,6 +45,12 @@ def smollm2_gguf() -> Path:
     return found[0]
 
 
+def _inputs(enc: Any, model: Any) -> dict[str, Any]:
+    """Token ids and attention mask on the model's device (tokenizers such as BERT's add token_type_ids,
+    which generation refuses)."""
+    return {k: enc[k].to(model.device) for k in ("input_ids", "attention_mask") if k in enc}
+
+
 def make_generator(spec: str | None = None, **options: Any) -> Any:
     """A generator from a short spec: ``local`` (default SmolLM2), ``hf:<id or path>``, ``openai:<model>``
     (base URL and key from ``options`` or ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), or a model path / HF id."""
@@ -137,6 +143,16 @@ class LocalGenerator:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw
 
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens (from its config), or None when it does not say."""
+        config = self._load()[0].config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` under this model's tokenizer."""
         return len(self._load()[1](text, add_special_tokens=False)["input_ids"])
@@ -152,7 +168,7 @@ class LocalGenerator:
         texts = [self._text(p) for p in prompts]
         with self._lock, torch.inference_mode():
             tok.padding_side = "left"
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            enc = _inputs(tok(texts, return_tensors="pt", padding=True, add_special_tokens=False), model)
             out = model.generate(**enc, **self._gen_kwargs(max_new_tokens), pad_token_id=tok.pad_token_id)
         new = out if self._seq2seq else out[:, enc["input_ids"].shape[1] :]
         return [tok.decode(row, skip_special_tokens=True).strip() for row in new]
@@ -163,7 +179,7 @@ class LocalGenerator:
         from transformers import TextIteratorStreamer
 
         model, tok = self._load()
-        enc = tok([self._text(prompt)], return_tensors="pt", add_special_tokens=False).to(model.device)
+        enc = _inputs(tok([self._text(prompt)], return_tensors="pt", add_special_tokens=False), model)
         streamer = TextIteratorStreamer(tok, skip_prompt=not self._seq2seq, skip_special_tokens=True)
 
         def run() -> None:

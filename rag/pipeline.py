@@ -76,7 +76,8 @@ class RAG:
         policy: ``flag`` (mark unsupported claims), ``repair`` (drop unsupported claims, re-retrieve and
             regenerate them once), ``strict`` (abstain unless every claim is supported); see :mod:`rag.policy`.
         k: passages put in the prompt. candidates: passages retrieved (per sub-query) and reranked.
-        budget_tokens: prompt size limit (the packer drops or cuts evidence beyond it and says so in the trace).
+        budget_tokens: prompt size limit, lowered to the generator's ``context_tokens`` minus ``max_new_tokens``
+            when it reports its window (the packer drops or cuts evidence beyond it and says so in the trace).
         threshold: support probability at or above which a claim counts as supported.
         min_overlap: abstain without calling the LLM when no passage shares at least this share of the
             question's content words (0 turns the gate off).
@@ -183,13 +184,18 @@ class RAG:
         hits = self.retrieve(question, filters, ledger)
         t = time.perf_counter()
         count = getattr(self.generator, "count_tokens", None)
-        packed = build_prompt(question, hits, budget_tokens=self.budget_tokens, **({"count": count} if count else {}))
+        budget = self.budget_tokens
+        context = getattr(self.generator, "context_tokens", None)
+        if isinstance(context, int):  # the prompt and the answer must fit the model's window
+            budget = max(64, min(budget, context - self.max_new_tokens))
+        packed = build_prompt(question, hits, budget_tokens=budget, **({"count": count} if count else {}))
         ledger.add(
             "pack",
             t,
             None,
             passages=[h.doc.id for h in packed.hits],
             prompt_tokens=packed.tokens,
+            budget_tokens=budget,
             dropped=packed.dropped,
             truncated=packed.truncated,
             flagged_injection=packed.flagged,

@@ -59,6 +59,40 @@ class Extractive:
         return Answer(text=text, claims=tuple(claims), hits=(hit, *[h for h in hits if h is not hit]), trace=trace)
 
 
+COSTS = {"extractive": 0.0, "local": 1.0, "hf": 1.0, "openai": 10.0}
+
+
+def levels_from(base: Any, specs: str, **llm_options: Any) -> list[tuple[str, Any, float]]:
+    """Cascade levels from a comma-separated spec, cheapest first: ``extractive`` (``base``'s retrieval and
+    verifier, no LLM; cost 0), ``local`` / ``hf:<id>`` (cost 1) and ``openai:<model>`` (cost 10) — each a copy
+    of the ``base`` pipeline with that LLM. ``llm_options`` go to the generators (``base_url`` only to
+    ``openai:`` ones)."""
+    import copy
+
+    from rag.generate import make_generator
+
+    levels: list[tuple[str, Any, float]] = []
+    for spec in (x.strip() for x in specs.split(",") if x.strip()):
+        if spec == "extractive":
+            levels.append((spec, Extractive(base), COSTS[spec]))
+            continue
+        kind = spec.split(":", 1)[0] if ":" in spec else "local"
+        if kind not in COSTS:
+            from rag.errors import ConfigError
+
+            raise ConfigError(f"unknown cascade level {spec!r}; use extractive, local, hf:<id> or openai:<model>")
+        options = dict(llm_options)
+        if kind != "openai":
+            options.pop("base_url", None)
+            options.pop("timeout", None)
+        else:
+            options.pop("threads", None)
+        level = copy.copy(base)
+        level.generator = make_generator(spec, **options)
+        levels.append((spec, level, COSTS[kind]))
+    return levels
+
+
 def signals(question: str, answer: Answer, previous: Answer | None) -> dict[str, float]:
     """The confidence signals of ``answer`` (see the module docstring)."""
     supports = [c.support for c in answer.claims]

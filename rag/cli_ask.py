@@ -53,6 +53,8 @@ def print_answer(answer: Answer, *, with_text: bool = True) -> None:
         for i, h in enumerate(answer.hits, 1):
             title = h.doc.meta.get("title") or h.doc.meta.get("source") or ""
             print(f"  [{i}] {h.doc.id}" + (f"  ({title})" if title and title != h.doc.id else ""))
+    for step in answer.trace.get("cascade", []):
+        print(f"cascade: {step['level']} confidence {step['confidence']:.2f} (cost {step['cost']:g})")
     flagged = answer.trace.get("flagged_injection")
     if flagged:
         print(f"\nwarning: evidence that reads like instructions to the model was quoted, not obeyed: {flagged}")
@@ -63,6 +65,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rag.cli import _filters
 
     rag = _pipeline(args)
+    if args.cascade:
+        from rag.cascade import Cascade, levels_from
+
+        levels = levels_from(rag, args.cascade, max_new_tokens=args.max_new_tokens, base_url=args.base_url,
+                             timeout=args.timeout, threads=args.threads)  # fmt: skip
+        rag = Cascade(levels, threshold=args.threshold, budget=args.budget)
+        if args.stream:
+            print("error: --stream does not combine with --cascade (a level may be discarded)", file=sys.stderr)
+            return 2
     filters = _filters(args)
     if args.stream and not args.json:
         answer = None
@@ -96,11 +107,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_cascade(args: argparse.Namespace) -> int:
-    from rag.cascade import Extractive, evaluate_cascade
+    from rag.cascade import evaluate_cascade, levels_from
     from rag.cli import eval_collection
     from rag.eval import load_beir
     from rag.eval_qa import load_answers
-    from rag.generate import make_generator
     from rag.pipeline import RAG
     from rag.verify import NLIVerifier
 
@@ -116,18 +126,9 @@ def cmd_eval_cascade(args: argparse.Namespace) -> int:
 
             reranker = CrossEncoderReranker(args.rerank, collection=kb.path, max_candidates=20)
         verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.path)
-        levels: list[tuple[str, Any, float]] = []
-        for spec in args.levels.split(","):
-            base: dict[str, Any] = {"reranker": reranker, "verifier": verifier, "k": 5, "candidates": 20}
-            if spec == "extractive":
-                levels.append((spec, Extractive(RAG(kb.retriever(args.mode), None, **base)), 0.0))
-                continue
-            options: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
-            if spec.startswith("openai:") and args.base_url:
-                options["base_url"] = args.base_url
-            llm = make_generator(spec, **options)
-            rag = RAG(kb.retriever(args.mode), llm, policy="flag", max_new_tokens=args.max_new_tokens, **base)
-            levels.append((spec, rag, 10.0 if spec.startswith("openai:") else 1.0))  # relative cost units
+        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,
+                   max_new_tokens=args.max_new_tokens)  # fmt: skip
+        levels = levels_from(base, args.levels, max_new_tokens=args.max_new_tokens, base_url=args.base_url)
         result = evaluate_cascade(levels, questions, answers, progress=not args.quiet)
     finally:
         kb.close()
@@ -148,6 +149,14 @@ def cmd_eval_cascade(args: argparse.Namespace) -> int:
             f"{row['threshold']:>9.2f}  {counts}  {row['abstained']:>7}  {row['f1']:>6.3f}  "
             f"{row['f1_answered']:>6.3f}  {row['cost_per_question']:>6.2f}"
         )
+    if args.target is not None:
+        ok = [r for r in result["curve"] if r["f1_answered"] >= args.target and r["abstained"] < result["questions"]]
+        best = min(ok, key=lambda r: (r["cost_per_question"], r["abstained"]), default=None)
+        print(
+            f"target F1 on answered questions >= {args.target}: "
+            + (f"threshold {best['threshold']:.2f} (cost {best['cost_per_question']:.2f} / question, "
+               f"{best['abstained']} abstained)" if best else "not reached at any threshold")
+        )  # fmt: skip
     return 0
 
 
@@ -169,6 +178,7 @@ def add_eval_cascade(evs: Any) -> None:
     c.add_argument("--verifier", default="lexical")
     c.add_argument("--max-queries", type=int, default=30)
     c.add_argument("--max-new-tokens", type=int, default=48)
+    c.add_argument("--target", type=float, help="print the cheapest threshold reaching this F1 on answered questions")
     c.add_argument("--json", action="store_true")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_eval_cascade)
@@ -204,6 +214,9 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--max-new-tokens", type=int, default=256)
     a.add_argument("--threads", type=int, default=None, help="torch threads for a local LLM")
     a.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE")
+    a.add_argument("--cascade", metavar="LEVELS", help="escalate: e.g. extractive,local,openai:MODEL (cheapest first)")
+    a.add_argument("--threshold", type=float, default=0.5, help="cascade: confidence needed to answer")
+    a.add_argument("--budget", type=float, default=float("inf"), help="cascade: most cost per question")
     a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ask)

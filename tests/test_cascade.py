@@ -3,6 +3,7 @@ cost/quality curve of ``evaluate_cascade`` on a small QA folder."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -67,3 +68,22 @@ def test_cost_quality_curve(tmp_path: Any) -> None:
     assert res["curve"][0]["abstained"] <= res["curve"][-1]["abstained"]  # higher thresholds answer less
     assert isinstance(Confidence(res["confidence"])("extractive", signals("q", ext.ask("q0 Eiffel"), None)), float)
     kb.close()
+
+
+@pytest.mark.slow
+def test_cli_ask_cascade_and_eval_cascade(tmp_path: Any) -> None:
+    from tests.test_cli import rag
+
+    kb = tmp_path / "kb"
+    rag("index", str(DATA / "docs"), "--collection", str(kb), "--encoder", "none", "--quiet")
+    out = json.loads(
+        rag("ask", KEYS_Q, "--collection", str(kb), "--mode", "bm25", "--cascade", "extractive", "--json").stdout
+    )
+    assert not out["abstained"] and out["text"].startswith("API keys must be rotated every 90 days")
+    assert [s["level"] for s in out["trace"]["cascade"]] == ["extractive"]
+    p = rag("eval", "cascade", "--dataset", str(DATA / "qa"), "--levels", "extractive", "--mode", "bm25",
+            "--quiet", "--target", "0.3")  # fmt: skip
+    assert "extractive alone: F1" in p.stdout and "threshold" in p.stdout and "target F1" in p.stdout
+    bad = rag("eval", "cascade", "--dataset", str(DATA / "qa"), "--levels", "extractive,gpt:4", "--mode", "bm25",
+              "--quiet", check=False)  # fmt: skip
+    assert bad.returncode == 1 and "unknown cascade level 'gpt:4'" in bad.stderr

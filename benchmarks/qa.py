@@ -7,6 +7,7 @@
     (e) + verifier repair (lexical calibrated verifier; unsupported claims re-retrieved and regenerated)
 
     python benchmarks/qa.py --n 30                   # 30 questions per dataset (the first 30 by id order)
+    python benchmarks/qa.py --n 30 --report-only     # the figures of the questions answered so far
     python benchmarks/qa.py --n 30 --llm openai:MODEL --base-url http://127.0.0.1:8001/v1
 
 EM / F1 (SQuAD normalisation, best over gold answers; abstentions score 0), abstention rate and precision (an
@@ -83,43 +84,63 @@ def run(args: argparse.Namespace) -> None:
             r = json.loads(line)
             cache[(r["llm"], r["set"], r["row"], r["qid"])] = r
     out: dict[str, Any] = {"llm": args.llm, "n": args.n, "reranker": args.reranker, "sets": {}}
-    with cache_path.open("a") as log:
-        for name in args.sets.split(","):
-            data = load_beir(DATA / SETS[name])
-            answers = load_answers(DATA / SETS[name] / "answers.jsonl")
-            qids = sorted(q for q in data.queries if q in answers)[: args.n]
-            kb = collection(name)
-            kb.load()
-            rags = pipelines(kb, gen, reranker)
-            for qid in qids:
-                q = data.queries[qid]
-                for row in ROWS:
-                    key = (args.llm, name, row, qid)
-                    if key in cache:
-                        continue
-                    t = time.perf_counter()
-                    if row == ROWS[0]:
-                        text = gen.generate(CLOSED_BOOK.format(q=q))
-                        r = {"text": text, "abstained": False, "stages": {"generate": (time.perf_counter() - t) * 1e3}}
-                        r["tokens"] = {"prompt": 0, "completion": len(text.split())}
-                    else:
-                        a = rags[row].ask(q)
-                        stages: dict[str, float] = {}
-                        for s in a.trace["stages"]:
-                            stages[s["stage"]] = stages.get(s["stage"], 0.0) + s["ms"]
-                        text = a.text if not a.abstained else ""
-                        r = {"text": text, "abstained": a.abstained, "stages": stages}
-                        r["tokens"] = {"prompt": a.trace["prompt_tokens"], "completion": a.trace["completion_tokens"]}
-                    r.update(llm=args.llm, set=name, row=row, qid=qid, ms=(time.perf_counter() - t) * 1e3)
-                    cache[key] = r
-                    log.write(json.dumps(r) + "\n")
-                    log.flush()
-            out["sets"][name] = report(name, qids, answers, cache, args.llm)
+    names = args.sets.split(",")
+    sets: dict[str, Any] = {}
+    for name in names:
+        data = load_beir(DATA / SETS[name])
+        answers = load_answers(DATA / SETS[name] / "answers.jsonl")
+        qids = sorted(q for q in data.queries if q in answers)[: args.n]
+        sets[name] = (data, answers, qids)
+    if not args.report_only:
+        gen.generate("Hello", max_new_tokens=1)  # load the models before timing anything
+        with cache_path.open("a") as log:
+            rags = {}
+            for name in names:
+                kb = collection(name)
+                kb.load()
+                rags[name] = pipelines(kb, gen, reranker)
+                rags[name][ROWS[2]].retrieve("warm up")
+            for i in range(args.n):  # question i of every set, then i + 1: any prefix is a balanced sample
+                for name in names:
+                    data, _, qids = sets[name]
+                    if i < len(qids):
+                        for row in ROWS:
+                            key = (args.llm, name, row, qids[i])
+                            if key not in cache:
+                                cache[key] = answer(gen, rags[name], row, data.queries[qids[i]])
+                                cache[key].update(llm=args.llm, set=name, row=row, qid=qids[i])
+                                log.write(json.dumps(cache[key]) + "\n")
+                                log.flush()
+    for name in names:
+        _, answers, qids = sets[name]
+        done = [q for q in qids if all((args.llm, name, row, q) in cache for row in ROWS)]
+        out["sets"][name] = report(name, done, answers, cache, args.llm)
     (RESULTS / "qa.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+def answer(gen: Any, rags: dict[str, Any], row: str, q: str) -> dict[str, Any]:
+    """One question through one row's pipeline: text, abstained, per-stage ms and tokens."""
+    t = time.perf_counter()
+    if row == ROWS[0]:
+        text = gen.generate(CLOSED_BOOK.format(q=q))
+        r = {"text": text, "abstained": False, "stages": {"generate": (time.perf_counter() - t) * 1e3}}
+        r["tokens"] = {"prompt": 0, "completion": len(text.split())}
+    else:
+        a = rags[row].ask(q)
+        stages: dict[str, float] = {}
+        for s in a.trace["stages"]:
+            stages[s["stage"]] = stages.get(s["stage"], 0.0) + s["ms"]
+        r = {"text": a.text if not a.abstained else "", "abstained": a.abstained, "stages": stages}
+        r["tokens"] = {"prompt": a.trace["prompt_tokens"], "completion": a.trace["completion_tokens"]}
+    r["ms"] = (time.perf_counter() - t) * 1e3
+    return r
 
 
 def report(name: str, qids: list[str], answers: dict[str, list[str]], cache: dict[Any, Any], llm: str) -> Any:
     rows: dict[str, Any] = {}
+    if not qids:
+        print(f"\n{name}: no question answered by every row yet")
+        return rows
     f1_d = {q: token_f1(cache[(llm, name, ROWS[3], q)]["text"], answers[q]) for q in qids}
     print(f"\n{name}: {len(qids)} questions; LLM {llm}")
     print(f"{'pipeline':<28} {'EM':>6} {'F1':>6} {'abst':>6} {'abstP':>6} {'ms p50':>8} {'ms p95':>8} {'tok in':>7}")
@@ -170,6 +191,7 @@ def main() -> None:
     ap.add_argument("--llm", default="local")
     ap.add_argument("--base-url")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--report-only", action="store_true", help="print the figures of the cached answers")
     ap.add_argument(
         "--reranker",
         default=str(RESULTS / "models" / "reranker" / "scifact-qrels"),

@@ -232,10 +232,10 @@ class Calibrator:
         return cls(list(weights), names)
 
 
-# Lexical-only calibrator for ``NLIVerifier(None)``: fitted on 1,200 planted-error claims built from the SQuAD
-# dev set (`python benchmarks/small_models.py verifier` refits and prints these weights).
+# Lexical-only calibrator for ``NLIVerifier(None)``: fitted on planted-error claims from 800 SQuAD dev questions
+# (`python benchmarks/small_models.py verifier` fits and prints these weights: "lexical calibrator fitted on squad").
 LEXICAL = Calibrator(
-    [4.4892, -1.0434, -2.3612, -3.8396, 1.6934, -3.3178],
+    [4.2429, -0.9802, -2.4561, -3.7563, 1.3922, -3.061],
     LEXICAL_FEATURES,
 )
 

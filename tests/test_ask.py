@@ -203,6 +203,8 @@ def test_openai_client_against_a_real_local_llm_server(llm_server: Any, docs_kb:
     assert all(set(c.citations) <= ids and 0.0 <= c.support <= 1.0 for c in a.claims)
     gen = next(s for s in a.trace["stages"] if s["stage"] == "generate")
     assert gen["model"] == "openai:smollm2" and gen["output"]
+    planted = RAG(docs_kb.retriever("bm25"), llm, k=8, max_new_tokens=24).ask("What does the security notice say?")
+    assert "planted" in planted.trace["flagged_injection"] and "planted" in {h.doc.id for h in planted.hits}
 
 
 @pytest.mark.slow

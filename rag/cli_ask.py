@@ -76,17 +76,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
             return 2
     filters = _filters(args)
     if args.stream and not args.json:
-        answer = None
+        answer, streamed = None, []
         for ev in rag.stream(args.question, filters):
             if ev.type == "token":
+                streamed.append(ev.text)
                 print(ev.text, end="", flush=True)
             elif ev.type == "answer":
                 answer = ev.answer
         assert answer is not None
-        if answer.abstained or args.policy != "flag":
-            print("\n" + answer.text if answer.abstained else f"\n\nafter {args.policy}: {answer.text}")
-        else:
-            print()
+        print()
+        if answer.text != "".join(streamed).strip():  # abstained, repaired, or a copied evidence list tidied
+            print(f"\nfinal answer ({'abstained' if answer.abstained else args.policy}): {answer.text}")
         print_answer(answer, with_text=False)
         return 0
     if args.stream:  # --json --stream: one JSON object per event

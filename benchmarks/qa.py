@@ -5,6 +5,7 @@
     (c) + reranker (cross-encoder over the top 20)
     (d) + decomposer / iterative retrieval (rules + two-hop retrieval)
     (e) + verifier repair (lexical calibrated verifier; unsupported claims re-retrieved and regenerated)
+    (f) (d) + verifier strict (abstain unless every claim is supported: the abstention figures)
 
     python benchmarks/qa.py --n 30                   # 30 questions per dataset (the first 30 by id order)
     python benchmarks/qa.py --n 30 --report-only     # the figures of the questions answered so far
@@ -36,7 +37,14 @@ DATA = HERE.parents[1] / "shared" / "data"
 RESULTS = HERE / "results"
 CACHE = RESULTS / "cache"
 SETS = {"hotpotqa": "hotpotqa_dev_distractor_sample", "nq": "nq_open_oracle", "squad": "squad_v1.1_dev"}
-ROWS = ("a LLM alone", "b RAG hybrid top-5", "c + reranker", "d + decomposer/multi-hop", "e + verifier repair")
+ROWS = (
+    "a LLM alone",
+    "b RAG hybrid top-5",
+    "c + reranker",
+    "d + decomposer/multi-hop",
+    "e + verifier repair",
+    "f d + verifier strict",
+)
 CLOSED_BOOK = "Answer the question in a few words.\nQuestion: {q}\nAnswer:"
 
 
@@ -63,6 +71,7 @@ def pipelines(kb: Collection, gen: Any, reranker: Any) -> dict[str, Any]:
         ROWS[2]: RAG(hybrid, gen, reranker=reranker, min_overlap=0, **common),
         ROWS[3]: RAG(multihop, gen, reranker=reranker, min_overlap=0, **common),
         ROWS[4]: RAG(multihop, gen, reranker=reranker, verifier=NLIVerifier(None), policy="repair", **common),
+        ROWS[5]: RAG(multihop, gen, reranker=reranker, verifier=NLIVerifier(None), policy="strict", **common),
     }
 
 

@@ -122,14 +122,20 @@ class Confidence:
 
     @classmethod
     def fit(cls, rows: Mapping[str, Sequence[tuple[Mapping[str, float], bool]]]) -> Confidence:
-        """Fit one logistic model per level from (signals, answer was good) rows."""
+        """Fit one logistic model per level from (signals, answer was good) rows. A level whose answers were
+        all good (or all bad) gets a constant: that rate, kept within [0.01, 0.99]."""
         from rag.verify import Calibrator
 
         weights = {}
         for level, data in rows.items():
-            if len({good for _, good in data}) == 2:  # both outcomes seen
+            if not data:
+                continue
+            if len({good for _, good in data}) == 2:
                 cal = Calibrator.fit([dict(s) for s, _ in data], [float(g) for _, g in data], SIGNALS, steps=3000)
                 weights[level] = cal.weights
+            else:
+                rate = min(0.99, max(0.01, sum(g for _, g in data) / len(data)))
+                weights[level] = [0.0] * (len(SIGNALS) - 1) + [round(math.log(rate / (1 - rate)), 4)]
         return cls(weights)
 
 

@@ -131,7 +131,7 @@ def eval_collection(args: argparse.Namespace, corpus: Sequence[Any]) -> tuple[An
 
     tmp = None
     if args.collection and Path(args.collection, "manifest.json").exists():
-        return Collection.open(args.collection), None
+        return Collection.open(args.collection, read_only=True), None  # evaluation only reads
     if args.collection:
         path = Path(args.collection)
     else:

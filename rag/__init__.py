@@ -18,6 +18,7 @@ from rag.errors import (
     CollectionLockedError,
     ConfigError,
     DocumentNotFoundError,
+    GenerationError,
     IndexFormatError,
     MissingDependencyError,
     QueryError,
@@ -52,13 +53,20 @@ _LAZY = {
     "LearnedDecomposer": "rag.decompose_learned",
     "MultiHopRetriever": "rag.multihop",
     "LocalGenerator": "rag.generate",
+    "OpenAIGenerator": "rag.llm_openai",
+    "LLMServer": "rag.llm_server",
+    "RAG": "rag.pipeline",
+    "Cascade": "rag.cascade",
+    "Extractive": "rag.cascade",
 }
 
 __all__ = [
+    "RAG",
     "Answer",
     "BM25Index",
     "BM25Params",
     "BM25Retriever",
+    "Cascade",
     "Chunker",
     "Claim",
     "Collection",
@@ -70,15 +78,19 @@ __all__ = [
     "DenseRetriever",
     "Doc",
     "DocumentNotFoundError",
+    "Extractive",
+    "GenerationError",
     "Hit",
     "Hybrid",
     "IndexFormatError",
     "IndexResult",
+    "LLMServer",
     "LearnedDecomposer",
     "LocalGenerator",
     "MissingDependencyError",
     "MultiHopRetriever",
     "NLIVerifier",
+    "OpenAIGenerator",
     "PromptedDecomposer",
     "QueryError",
     "RagError",
@@ -94,6 +106,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rag.cascade import Cascade, Extractive
     from rag.connectors.files import load_path
     from rag.decompose import PromptedDecomposer, RuleDecomposer
     from rag.decompose_learned import LearnedDecomposer
@@ -105,7 +118,10 @@ if TYPE_CHECKING:
     from rag.indexers.dense_index import DenseIndex, DenseParams
     from rag.indexers.tokenize import Tokenizer
     from rag.indexers.writes import IndexResult
+    from rag.llm_openai import OpenAIGenerator
+    from rag.llm_server import LLMServer
     from rag.multihop import MultiHopRetriever
+    from rag.pipeline import RAG
     from rag.rerank import CrossEncoderReranker, Reranked
     from rag.retrievers.bm25 import BM25Retriever
     from rag.retrievers.dense import DenseRetriever

@@ -178,24 +178,28 @@ class RAG:
             ledger.add("rerank", t, _name(self.reranker), candidates=len(hits), output=[h.doc.id for h in hits])
         return hits[: self.k]
 
-    def _prepare(self, question: str, filters: Mapping[str, Any] | None) -> tuple[_Ledger, Any]:
-        check_query(question)
-        ledger = _Ledger()
-        hits = self.retrieve(question, filters, ledger)
-        t = time.perf_counter()
+    def pack(self, question: str, hits: Sequence[Hit]) -> Any:
+        """The prompt for ``question`` over ``hits``: the budget is capped by the generator's context window
+        (minus the answer's tokens) and counted with its tokenizer when it has them."""
         count = getattr(self.generator, "count_tokens", None)
         budget = self.budget_tokens
         context = getattr(self.generator, "context_tokens", None)
         if isinstance(context, int):  # the prompt and the answer must fit the model's window
             budget = max(64, min(budget, context - self.max_new_tokens))
-        packed = build_prompt(question, hits, budget_tokens=budget, **({"count": count} if count else {}))
+        return build_prompt(question, hits, budget_tokens=budget, **({"count": count} if count else {}))
+
+    def _prepare(self, question: str, filters: Mapping[str, Any] | None) -> tuple[_Ledger, Any]:
+        check_query(question)
+        ledger = _Ledger()
+        hits = self.retrieve(question, filters, ledger)
+        t = time.perf_counter()
+        packed = self.pack(question, hits)
         ledger.add(
             "pack",
             t,
             None,
             passages=[h.doc.id for h in packed.hits],
             prompt_tokens=packed.tokens,
-            budget_tokens=budget,
             dropped=packed.dropped,
             truncated=packed.truncated,
             flagged_injection=packed.flagged,

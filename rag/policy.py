@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.prompts import ABSTAIN, build_prompt, passage_label
+from rag.prompts import ABSTAIN, passage_label, tidy_answer
 from rag.types import Answer, Claim, Hit
 
 if TYPE_CHECKING:
@@ -66,10 +66,11 @@ def _render(claims: Sequence[Claim], hits: Sequence[Hit]) -> str:
 def _repair(rag: RAG, question: str, claim: Claim, ledger: Any) -> tuple[list[Claim], list[Hit]]:
     """Re-retrieve for one unsupported claim, regenerate, verify; the supported new claims and their evidence."""
     hits = rag.retrieve(f"{question} {claim.text}", ledger=ledger)
-    packed = build_prompt(question, hits, budget_tokens=rag.budget_tokens)
+    packed = rag.pack(question, hits)
     t = time.perf_counter()
-    text = rag.generator.generate(packed.messages, max_new_tokens=rag.max_new_tokens)
-    ledger.add("repair-generate", t, None, claim=claim.text, prompt_tokens=packed.tokens, output=text)
+    raw = rag.generator.generate(packed.messages, max_new_tokens=rag.max_new_tokens)
+    ledger.add("repair-generate", t, None, claim=claim.text, prompt_tokens=packed.tokens, output=raw)
+    text = tidy_answer(raw)
     new = [] if ABSTAIN.lower().rstrip(".") in text.lower() else rag.verify(question, text, packed.hits, ledger)
     good = [c for c in new if c.verdict == "supported"]
     if not good:

@@ -1,5 +1,7 @@
 """Reading files and folders: .txt, .md, .html (visible text), .pdf (pypdf, page numbers), .jsonl
-(BEIR format), .csv (one document per row).
+(BEIR format). Tabular files (CSV, TSV, Excel, Parquet, JSON, JSONL without a ``text`` field, DuckDB and SQLite
+databases) are tables: :func:`load_path` lists them in ``LoadReport.tables`` for
+:func:`rag.indexers.tables.add_tables`.
 
 Each document's metadata names its ``source`` (path relative to the folder indexed) and ``title``; a
 PDF's chunks get their ``page``. Files that cannot be read are reported with the reason, never fatal.
@@ -11,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -26,7 +27,7 @@ from rag.errors import SourceError
 from rag.types import Doc
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
-SUFFIXES = TEXT_SUFFIXES | {".html", ".htm", ".pdf", ".jsonl", ".csv"}
+SUFFIXES = TEXT_SUFFIXES | {".html", ".htm", ".pdf", ".jsonl"}
 MAX_BYTES = 512 * 1024 * 1024
 
 
@@ -40,9 +41,11 @@ class Skipped:
 
 @dataclass
 class LoadReport:
-    """What :func:`load_path` read: the documents and the files it skipped."""
+    """What :func:`load_path` read: the documents, the table files (read by
+    :func:`rag.indexers.tables.add_tables`) and the files it skipped."""
 
     docs: list[Doc] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     files: int = 0
 
@@ -62,11 +65,16 @@ def iter_files(path: str | Path) -> Iterator[Path]:
 
 
 def load_path(path: str | Path) -> LoadReport:
-    """Read every supported file under ``path`` into documents; see :func:`read_file`."""
+    """Read every supported file under ``path`` into documents (see :func:`read_file`); list table files."""
+    from rag.connectors.tables import is_table_file
+
     report = LoadReport()
     root = Path(path)
     for f in iter_files(path):
         report.files += 1
+        if is_table_file(f):
+            report.tables.append(f)
+            continue
         try:
             docs, skipped = read_file(f, root=root if root.is_dir() else f.parent)
         except SourceError as e:
@@ -86,7 +94,12 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
     rel = p.relative_to(root).as_posix() if root else p.name
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
-        raise SourceError(rel, f"unsupported file type {suffix or '(none)'}; supported: {sorted(SUFFIXES)}")
+        from rag.connectors.tables import TABLE_SUFFIXES
+
+        hint = "; it is a table: read it with rag.indexers.tables.add_tables" if suffix in TABLE_SUFFIXES else ""
+        raise SourceError(
+            rel, f"unsupported file type {suffix or '(none)'}; supported: {sorted(SUFFIXES | TABLE_SUFFIXES)}{hint}"
+        )
     try:
         size = p.stat().st_size
         if size > MAX_BYTES:
@@ -107,9 +120,7 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
         if not body.strip():
             raise SourceError(rel, "no visible text in the HTML")
         return [Doc(text=body, id=rel, meta={"source": rel, "title": title or p.stem})], []
-    if suffix == ".jsonl":
-        return _read_jsonl(text, rel)
-    return _read_csv(text, rel, p.stem), []
+    return _read_jsonl(text, rel)
 
 
 def _decode(data: bytes, rel: str) -> str:
@@ -258,30 +269,3 @@ def _read_jsonl(text: str, rel: str) -> tuple[list[Doc], list[Skipped]]:
     if not docs and skipped:
         raise SourceError(rel, f"no valid line ({skipped[0].reason} at {skipped[0].path})")
     return docs, skipped
-
-
-def _read_csv(text: str, rel: str, stem: str) -> list[Doc]:
-    sample = text[:16384]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = csv.reader(io.StringIO(text), dialect)
-    try:
-        header = next(rows)
-    except (StopIteration, csv.Error) as e:
-        raise SourceError(rel, f"no CSV header row ({e})") from e
-    header = [h.strip() or f"column{i + 1}" for i, h in enumerate(header)]
-    docs = []
-    try:
-        for n, row in enumerate(rows, 1):
-            pairs = [f"{h}: {v.strip()}" for h, v in zip(header, row, strict=False) if v.strip()]
-            if pairs:
-                docs.append(
-                    Doc(text="\n".join(pairs), id=f"{rel}#row{n}", meta={"source": rel, "title": stem, "row": n})
-                )
-    except csv.Error as e:
-        raise SourceError(rel, f"malformed CSV ({e})") from e
-    if not docs:
-        raise SourceError(rel, "CSV has a header but no data rows")
-    return docs

@@ -222,6 +222,19 @@ class DocStore:
         c = self._read().execute(f"SELECT count(*) FROM chunks WHERE {vis}", [gen, gen]).fetchone()
         return int(d[0]) if d else 0, int(c[0]) if c else 0
 
+    def metas(self, gen: int, kind: str) -> dict[str, dict[str, Any]]:
+        """Metadata of the visible documents whose ``meta.kind`` is ``kind`` (e.g. the table cards), by id."""
+        rows = (
+            self._read()
+            .execute(
+                f"SELECT id, meta FROM documents WHERE {_VISIBLE.format(g='?')} "
+                "AND json_extract_string(meta, '$.kind') = ? ORDER BY id",
+                [gen, gen, kind],
+            )
+            .fetchall()
+        )
+        return {i: json.loads(m) for i, m in rows}
+
     def doc_ids(self, gen: int) -> list[str]:
         rows = (
             self._read()

@@ -37,14 +37,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rag.connectors.files import Skipped, iter_files, read_file
+    from rag.connectors.tables import is_table_file
     from rag.errors import SourceError
     from rag.indexers.collection import Collection, IndexResult
+    from rag.indexers.tables import add_tables
 
     path = Path(args.path)
     root = path if path.is_dir() else path.parent
     files = list(iter_files(path))
-    docs, skipped = [], []
+    docs, skipped, tables = [], [], []
     for f in tqdm(files, desc="reading", unit="file", disable=None if not args.quiet else True):
+        if is_table_file(f):
+            tables.append(f)
+            continue
         try:
             got, bad = read_file(f, root=root)
             docs.extend(got)
@@ -67,10 +72,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         for i in range(0, len(docs), args.batch):
             res: IndexResult = kb.add(docs[i : i + args.batch], progress=not args.quiet)
             totals.update({k: v for k, v in vars(res).items()})
+        report = add_tables(kb, tables, root=root, progress=not args.quiet)
+        skipped.extend(report.skipped)
+        if report.result is not None:
+            totals.update({k: v for k, v in vars(report.result).items()})
         summary = {
             "collection": str(kb.path),
             "files": len(files),
             "documents": len(docs),
+            "tables": len(report.cards),
             **totals,
             "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
             "total_documents": len(kb),
@@ -81,9 +91,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         bad_files = sum(1 for s in skipped if not s.path.rsplit(":", 1)[-1].isdigit())  # not JSONL lines
         print(
-            f"{len(files)} files read ({bad_files} skipped): {totals['added']} documents added, "
-            f"{totals['updated']} updated, {totals['unchanged']} unchanged; {totals['chunks_added']} chunks "
-            f"written. {kb.path} holds {len(kb)} documents in {kb.num_chunks} chunks."
+            f"{len(files)} files read ({bad_files} skipped), {len(report.cards)} tables: {totals['added']} "
+            f"documents added, {totals['updated']} updated, {totals['unchanged']} unchanged; "
+            f"{totals['chunks_added']} chunks written. {kb.path} holds {len(kb)} documents in {kb.num_chunks} chunks."
         )
     if skipped:
         print(f"skipped {len(skipped)}:", file=sys.stderr)

@@ -30,6 +30,7 @@ from rag.policy import VerifyPolicy, abstain, apply_policy, evidence_overlap
 from rag.prompts import ABSTAIN, build_prompt, tidy_answer
 from rag.retrievers.base import check_query
 from rag.retrievers.hybrid import fuse
+from rag.routing import about_question, check_routes, route
 from rag.types import Answer, Claim, Hit, SubQuery
 from rag.verify import split_claims
 
@@ -81,6 +82,9 @@ class RAG:
         threshold: support probability at or above which a claim counts as supported.
         min_overlap: abstain without calling the LLM when no passage shares at least this share of the
             question's content words (0 turns the gate off).
+        routes: retrievers for typed sub-queries, ``{"table": TableRetriever(...), "tool": ToolRetriever(...)}``;
+            sub-queries of those kinds go there, the question always goes to ``retriever`` (see
+            :mod:`rag.routing`). Without a decomposer the question is typed by the rule typer.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class RAG:
         max_new_tokens: int = 256,
         threshold: float = 0.5,
         min_overlap: float = 0.2,
+        routes: Mapping[str, Any] | None = None,
     ) -> None:
         if policy not in ("flag", "repair", "strict"):
             raise ConfigError(f"unknown verification policy {policy!r}; use flag, repair or strict")
@@ -109,6 +114,7 @@ class RAG:
         self.k, self.candidates = k, candidates
         self.budget_tokens, self.max_new_tokens = budget_tokens, max_new_tokens
         self.threshold, self.min_overlap = threshold, min_overlap
+        self.routes = check_routes(routes)
 
     @classmethod
     def from_collection(
@@ -157,6 +163,10 @@ class RAG:
     # ------------------------------------------------------------------ stages
     def _subqueries(self, question: str, ledger: _Ledger) -> list[SubQuery]:
         if self.decomposer is None:
+            if self.routes:
+                from rag.decompose import kind_of
+
+                return [SubQuery(question, kind_of(question))]
             return [SubQuery(question)]
         t = time.perf_counter()
         subs = list(self.decomposer.decompose(question)) or [SubQuery(question)]
@@ -167,11 +177,10 @@ class RAG:
         """The evidence for ``question`` (best first, at most ``k``): decompose, retrieve, fuse, rerank."""
         ledger = ledger if ledger is not None else _Ledger()
         subs = self._subqueries(question, ledger)
-        texts = list(dict.fromkeys([question] + [s.text for s in subs]))
         t = time.perf_counter()
-        runs = [self.retriever.retrieve(q, k=self.candidates, filters=filters) for q in texts]
+        runs, records = route(question, subs, self.retriever, self.routes, self.candidates, filters)
         hits = runs[0] if len(runs) == 1 else fuse(runs, k=self.candidates, source="fused")
-        ledger.add("retrieve", t, _name(self.retriever), queries=texts, output=[h.doc.id for h in hits])
+        ledger.add("retrieve", t, _name(self.retriever), routes=records, output=[h.doc.id for h in hits])
         if self.reranker is not None and hits:
             t = time.perf_counter()
             hits = list(self.reranker.rerank(question, hits, k=len(hits)))
@@ -246,7 +255,9 @@ class RAG:
         """Abstain before generating when no passage is about the question."""
         if not hits:
             return abstain(question, hits, "no passage was retrieved", self._trace(question, ledger))
-        if self.min_overlap and max(evidence_overlap(question, h) for h in hits) < self.min_overlap:
+        if self.min_overlap and not any(about_question(h) for h in hits) and (
+            max(evidence_overlap(question, h) for h in hits) < self.min_overlap
+        ):
             return abstain(question, hits, "no retrieved passage is about the question", self._trace(question, ledger))
         return None
 

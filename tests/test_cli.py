@@ -33,6 +33,7 @@ def indexed(tmp_path_factory):
     (docs / "corrupt.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
     (docs / "empty.txt").write_bytes(b"")
     (docs / "blob.md").write_bytes(b"\x00\x00binary")
+    (docs / "broken.csv").write_text("a,b\n1,2\n3,4,5\n")
     kb = tmp / "kb"
     p = rag("index", str(docs), "--collection", str(kb), "--json", check=False)
     return docs, kb, p
@@ -42,10 +43,12 @@ def test_index_reports_skipped_files_and_exit_status(indexed):
     _, _kb, p = indexed
     assert p.returncode == 3, p.stderr
     summary = json.loads(p.stdout)
-    assert summary["files"] == 9
-    assert summary["added"] == 8 and summary["total_documents"] == 8
+    assert summary["files"] == 10
+    assert summary["tables"] == 1  # offices.csv: one card document; broken.csv is skipped, naming its row
+    assert summary["added"] == 7 and summary["total_documents"] == 7
     skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
-    assert set(skipped) == {"corrupt.pdf", "empty.txt", "blob.md"}
+    assert set(skipped) == {"corrupt.pdf", "empty.txt", "blob.md", "broken.csv"}
+    assert "row 3 has 3 fields" in skipped["broken.csv"]
     assert "PDF" in skipped["corrupt.pdf"] and "empty" in skipped["empty.txt"] and "binary" in skipped["blob.md"]
     assert "corrupt.pdf" in p.stderr
 
@@ -54,7 +57,7 @@ def test_reindexing_the_same_folder_changes_nothing(indexed):
     docs, kb, _ = indexed
     p = rag("index", str(docs), "--collection", str(kb), "--json", check=False)
     s = json.loads(p.stdout)
-    assert (s["added"], s["updated"], s["unchanged"], s["total_documents"]) == (0, 0, 8, 8)
+    assert (s["added"], s["updated"], s["unchanged"], s["total_documents"]) == (0, 0, 7, 7)
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
@@ -116,6 +119,6 @@ def test_eval_retrieval_json(beir_dir, tmp_path):
 def test_info_and_delete(indexed):
     _, kb, _ = indexed
     info = json.loads(rag("info", "--collection", str(kb), "--json").stdout)
-    assert info["documents"] == 8 and "source" in info["fields"]
+    assert info["documents"] == 7 and "source" in info["fields"]
     assert "deleted 1 documents" in rag("delete", "faq-2", "--collection", str(kb)).stdout
-    assert json.loads(rag("info", "--collection", str(kb), "--json").stdout)["documents"] == 7
+    assert json.loads(rag("info", "--collection", str(kb), "--json").stdout)["documents"] == 6

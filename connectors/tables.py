@@ -1,0 +1,313 @@
+"""Reading tables: CSV, TSV, Parquet, JSON/JSONL, Excel, and the tables of DuckDB and SQLite files.
+
+Every source becomes one or more :class:`RawTable` (column labels, and either rows read by Python or a
+DuckDB query over the file); :func:`read_tables` yields them and :mod:`rag.indexers.tables` loads them into
+the collection's DuckDB. Row-level problems are reported with the file and row number
+(``sales.csv: row 7 has 5 fields, the header has 4; fix the row or quote the comma``). Column labels are kept
+as written for display; SQL sees snake_case identifiers made from them (:func:`column_ids`).
+
+A JSONL file whose records carry a ``text`` field is a document corpus (BEIR style), not a table; see
+:func:`is_table_file`.
+
+Example:
+    >>> [t.name for t in read_tables("data/sales.xlsx")]   # doctest: +SKIP
+    ['sales.xlsx:2023', 'sales.xlsx:2024']
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.errors import SourceError
+
+TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".json", ".jsonl", ".xlsx", ".xlsm", ".duckdb", ".sqlite", ".sqlite3"}
+_IDENT = re.compile(r"[^0-9a-z]+")
+
+
+@dataclass
+class RawTable:
+    """A table read from a source, before it is stored.
+
+    ``rows`` holds the cell values when Python read the file (CSV, JSON, Excel, SQLite); ``scan`` is a DuckDB
+    ``SELECT`` over ``file`` otherwise (Parquet, DuckDB files), with ``attach`` the database it needs.
+    """
+
+    source: str
+    name: str
+    columns: list[str]
+    rows: list[list[Any]] | None = None
+    scan: str | None = None
+    attach: str | None = None
+    file: str | None = None
+    sheet: str | None = None
+    source_table: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def column_ids(labels: Sequence[str]) -> list[str]:
+    """SQL identifiers for column labels: snake_case, ``col_`` before a leading digit, unique.
+
+    >>> column_ids(["Year", "Chart-Positions\\nUK", "1st place", "Year", ""])
+    ['year', 'chart_positions_uk', 'col_1st_place', 'year_2', 'col_5']
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, label in enumerate(labels, 1):
+        ident = _IDENT.sub("_", str(label).lower()).strip("_") or f"col_{i}"
+        if ident[0].isdigit():
+            ident = f"col_{ident}"
+        base, n = ident, 2
+        while ident in seen:
+            ident, n = f"{base}_{n}", n + 1
+        seen.add(ident)
+        out.append(ident)
+    return out
+
+
+def is_table_file(path: str | Path) -> bool:
+    """Whether ``path`` is read as a table: a tabular suffix; JSONL only when its first line is an object
+    without a ``text`` field (else it is a document corpus)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        return False
+    if suffix != ".jsonl":
+        return True
+    with p.open("rb") as f:
+        for raw in f:
+            if raw.strip():
+                try:
+                    first = json.loads(raw)
+                except ValueError:
+                    return False  # the document reader reports the bad lines
+                return isinstance(first, dict) and "text" not in first
+    return True
+
+
+def read_tables(path: str | Path, root: str | Path | None = None) -> list[RawTable]:
+    """The tables in one file. Raises :class:`SourceError` naming the file (and row) when it cannot be read."""
+    p = Path(path)
+    rel = p.relative_to(root).as_posix() if root else p.name
+    suffix = p.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise SourceError(rel, f"not a table file ({suffix or 'no suffix'}); supported: {sorted(TABLE_SUFFIXES)}")
+    if not p.is_file():
+        raise SourceError(rel, "no such file")
+    if p.stat().st_size == 0:
+        raise SourceError(rel, "empty file")
+    if suffix in (".csv", ".tsv"):
+        return [_delimited(p, rel, "\t" if suffix == ".tsv" else None)]
+    if suffix in (".json", ".jsonl"):
+        return [_json(p, rel, lines=suffix == ".jsonl")]
+    if suffix in (".xlsx", ".xlsm"):
+        return _excel(p, rel)
+    if suffix == ".parquet":
+        return [_parquet(p, rel)]
+    if suffix == ".duckdb":
+        return _duckdb(p, rel)
+    return _sqlite(p, rel)
+
+
+def _check_rows(rel: str, header: Sequence[Any], rows: Iterable[Sequence[Any]], first_row: int) -> list[list[Any]]:
+    """Rows padded/validated against the header; a row longer than the header is an error naming it."""
+    out: list[list[Any]] = []
+    n = len(header)
+    for i, row in enumerate(rows, first_row):
+        cells = list(row)
+        while len(cells) > n and cells[-1] in (None, ""):
+            cells.pop()
+        if len(cells) > n:
+            raise SourceError(
+                rel, f"row {i} has {len(cells)} fields, the header has {n}; fix the row or quote the field"
+            )
+        if not any(c not in (None, "") for c in cells):
+            continue
+        out.append(cells + [None] * (n - len(cells)))
+    return out
+
+
+def _delimited(p: Path, rel: str, delimiter: str | None) -> RawTable:
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SourceError(rel, f"not valid UTF-8 (byte {e.start}); convert it to UTF-8") from e
+    if "\x00" in text[:8192]:
+        raise SourceError(rel, "binary content (NUL bytes), not a text table")
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+        body = list(reader)
+    except StopIteration:
+        raise SourceError(rel, "no header row") from None
+    except csv.Error as e:
+        raise SourceError(rel, f"malformed CSV at row {reader.line_num}: {e}") from e
+    if not any(h.strip() for h in header):
+        raise SourceError(rel, "the header row (row 1) is empty; put column names in the first row")
+    rows = _check_rows(rel, header, body, first_row=2)
+    return RawTable(source=rel, name=rel, columns=[h.strip() for h in header], rows=rows)
+
+
+def _json(p: Path, rel: str, lines: bool) -> RawTable:
+    try:
+        text = p.read_text("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SourceError(rel, f"not valid UTF-8 (byte {e.start}); convert it to UTF-8") from e
+    records: list[Any] = []
+    if lines:
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise SourceError(rel, f"line {i} is not valid JSON ({e.msg}); fix or remove the line") from e
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SourceError(rel, f"not valid JSON at line {e.lineno} ({e.msg})") from e
+        records = data if isinstance(data, list) else [data]
+    columns: dict[str, None] = {}
+    for i, rec in enumerate(records, 1):
+        if not isinstance(rec, dict):
+            raise SourceError(rel, f"record {i} is a {type(rec).__name__}, not an object; a table needs one per row")
+        columns.update(dict.fromkeys(rec))
+    if not columns:
+        raise SourceError(rel, "no records with fields")
+    cols = list(columns)
+
+    def cell(v: Any) -> Any:
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+
+    rows = [[cell(rec.get(c)) for c in cols] for rec in records]
+    return RawTable(source=rel, name=rel, columns=cols, rows=rows)
+
+
+def _excel(p: Path, rel: str) -> list[RawTable]:
+    try:
+        import openpyxl
+    except ImportError as e:  # pragma: no cover - a core dependency
+        from rag.errors import MissingDependencyError
+
+        raise MissingDependencyError("openpyxl", purpose="reading Excel files") from e
+    try:
+        wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises zipfile/KeyError/InvalidFileException for broken files
+        raise SourceError(rel, f"not a readable Excel workbook ({type(e).__name__}: {e})") from e
+    out: list[RawTable] = []
+    try:
+        for ws in wb.worksheets:
+            rows = ws.iter_rows(values_only=True)
+            header: list[Any] | None = None
+            at = 0
+            for n, row in enumerate(rows, 1):  # the first non-empty row is the header
+                if any(c not in (None, "") for c in row):
+                    header, at = list(row), n
+                    break
+            if header is None:
+                continue
+            while header and header[-1] in (None, ""):
+                header.pop()
+            body = _check_rows(f"{rel} (sheet {ws.title!r})", header, rows, first_row=at + 1)
+            labels = ["" if h is None else str(h).strip() for h in header]
+            out.append(RawTable(source=rel, name=f"{rel}:{ws.title}", columns=labels, rows=body, sheet=ws.title))
+    finally:
+        wb.close()
+    if not out:
+        raise SourceError(rel, "every sheet is empty")
+    return out
+
+
+def _parquet(p: Path, rel: str) -> RawTable:
+    import duckdb
+
+    scan = f"SELECT * FROM read_parquet({_lit(p)})"
+    try:
+        cols = [d[0] for d in duckdb.connect().execute(f"{scan} LIMIT 0").description]
+    except duckdb.Error as e:
+        raise SourceError(rel, f"not a readable Parquet file ({e})") from e
+    return RawTable(source=rel, name=rel, columns=cols, scan=scan, file=str(p))
+
+
+def _duckdb(p: Path, rel: str) -> list[RawTable]:
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(p), read_only=True)
+    except duckdb.Error as e:
+        raise SourceError(rel, f"not a readable DuckDB database ({e})") from e
+    try:
+        names = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT internal ORDER BY schema_name, table_name"
+        ).fetchall()
+        out = []
+        for schema, table in names:
+            cols = [d[0] for d in con.execute(f"SELECT * FROM {_q(schema)}.{_q(table)} LIMIT 0").description]
+            out.append(
+                RawTable(
+                    source=rel,
+                    name=f"{rel}:{table}",
+                    columns=cols,
+                    scan=f"SELECT * FROM src.{_q(schema)}.{_q(table)}",
+                    attach=str(p),
+                    file=str(p),
+                    source_table=f"{schema}.{table}",
+                )
+            )
+    finally:
+        con.close()
+    if not out:
+        raise SourceError(rel, "the database has no tables")
+    return out
+
+
+def _sqlite(p: Path, rel: str) -> list[RawTable]:
+    try:
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    except sqlite3.Error as e:
+        raise SourceError(rel, f"not a readable SQLite database ({e})") from e
+    out = []
+    try:
+        for table in names:
+            if table.startswith("sqlite_"):
+                continue
+            cur = con.execute(f"SELECT * FROM {_q(table)}")
+            cols = [d[0] for d in cur.description]
+            rows = [list(r) for r in cur]
+            out.append(RawTable(source=rel, name=f"{rel}:{table}", columns=cols, rows=rows, source_table=table))
+    except sqlite3.Error as e:
+        raise SourceError(rel, f"cannot read table {table!r} ({e})") from e
+    finally:
+        con.close()
+    if not out:
+        raise SourceError(rel, "the database has no tables")
+    return out
+
+
+def _q(ident: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _lit(value: str | Path) -> str:
+    """A quoted SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def iter_cells(rows: Iterable[Sequence[Any]]) -> Iterator[list[str]]:
+    """Rows as CSV-ready strings (None → empty, which DuckDB reads as NULL)."""
+    for row in rows:
+        yield ["" if c is None else str(c) for c in row]

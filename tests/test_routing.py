@@ -1,0 +1,74 @@
+"""Routing typed sub-queries to the table and tool retrievers inside ``RAG``."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.errors import ConfigError, GenerationError
+from rag.indexers.tables import table_cards
+from rag.pipeline import RAG
+from rag.retrievers.table import TableRetriever
+from rag.types import SubQuery
+from tests.conftest import Scripted
+
+
+def _routes(trace):
+    (stage,) = [s for s in trace["stages"] if s["stage"] == "retrieve"]
+    return stage["routes"]
+
+
+def test_a_table_question_is_answered_from_a_sql_result(docs_kb):
+    t = table_cards(docs_kb)["offices.csv"]["table"]
+    writer = Scripted(f"SELECT count(*) AS offices FROM {t} WHERE opened > 2010")
+    llm = Scripted("There are 2 offices in total [1].")
+    rag = RAG(docs_kb.retriever("bm25"), llm, routes={"table": TableRetriever(docs_kb, mode="sql", generator=writer)})
+    a = rag.ask("How many offices are there in total?")
+    routes = _routes(a.trace)
+    assert [(r["kind"], r["retriever"]) for r in routes] == [("text", "bm25"), ("table", "table")]
+    sql_event = routes[1]["events"][-1]
+    assert sql_event["status"] == "ok" and sql_event["sql"].startswith("SELECT count(*)")
+    sql_hits = [h for h in a.hits if h.doc.meta.get("kind") == "sql"]
+    assert sql_hits and "offices\n2" in sql_hits[0].doc.text
+    assert "SELECT count(*)" in llm.prompts[0][-1]["content"]  # the result (with its SQL) is evidence
+    assert not a.abstained
+
+
+def test_a_text_question_that_finds_a_table_card_also_reads_its_rows(docs_kb):
+    llm = Scripted("The Lisbon office opened in 2019 [1].")
+    rag = RAG(docs_kb.retriever("bm25"), llm, routes={"table": TableRetriever(docs_kb)})
+    a = rag.ask("When did the Lisbon office open?")
+    kinds = [r["kind"] for r in _routes(a.trace)]
+    assert kinds == ["text", "table"]
+    rows = [h for h in a.hits if h.doc.meta.get("kind") == "table_row"]
+    assert rows and rows[0].doc.id == "offices.csv#row2" and "opened: 2019" in rows[0].doc.text
+
+
+def test_a_failing_route_is_recorded_and_the_answer_continues(docs_kb):
+    class Broken:
+        name = "broken"
+
+        def retrieve(self, query, k=10, filters=None):
+            raise GenerationError("the SQL writer is down")
+
+    rag = RAG(docs_kb.retriever("bm25"), Scripted("Keys rotate every 90 days [1]."), routes={"table": Broken()})
+    a = rag.ask("How many API keys must be rotated in total?")
+    (table,) = [r for r in _routes(a.trace) if r["kind"] == "table"]
+    assert table["events"] == [{"status": "error", "error": "the SQL writer is down"}] and table["output"] == []
+    assert a.hits and not a.abstained
+
+
+def test_sub_queries_go_to_the_retriever_of_their_kind(docs_kb):
+    class Dec:
+        def decompose(self, q):
+            return [SubQuery("rotate API keys", "text"), SubQuery("offices opened list all", "table")]
+
+    rag = RAG(docs_kb.retriever("bm25"), Scripted("x"), decomposer=Dec(), routes={"table": TableRetriever(docs_kb)})
+    hits = rag.retrieve("keys and offices")
+    assert any(h.doc.meta.get("kind") == "table_row" for h in hits)
+
+
+def test_routes_are_checked():
+    with pytest.raises(ConfigError, match="unknown route 'sql'"):
+        RAG(object(), Scripted("x"), routes={"sql": object()})
+    with pytest.raises(ConfigError, match="needs a Retriever"):
+        RAG(object(), Scripted("x"), routes={"table": object()})

@@ -146,18 +146,30 @@ def _delimited(p: Path, rel: str, delimiter: str | None) -> RawTable:
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
         except csv.Error:
             delimiter = ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
     try:
-        header = next(reader)
-        body = list(reader)
-    except StopIteration:
-        raise SourceError(rel, "no header row") from None
-    except csv.Error as e:
-        raise SourceError(rel, f"malformed CSV at row {reader.line_num}: {e}") from e
+        header, body = _parse_csv(text, delimiter, None)
+    except SourceError as e:  # some writers escape quotes with a backslash (\") instead of doubling them
+        if '\\"' not in text:
+            raise SourceError(rel, e.reason) from None
+        try:
+            header, body = _parse_csv(text, delimiter, "\\")
+        except SourceError:
+            raise SourceError(rel, e.reason) from None
     if not any(h.strip() for h in header):
         raise SourceError(rel, "the header row (row 1) is empty; put column names in the first row")
     rows = _check_rows(rel, header, body, first_row=2)
     return RawTable(source=rel, name=rel, columns=[h.strip() for h in header], rows=rows)
+
+
+def _parse_csv(text: str, delimiter: str, escapechar: str | None) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, escapechar=escapechar, strict=True)
+    try:
+        header = next(reader)
+        return header, list(reader)
+    except StopIteration:
+        raise SourceError("", "no header row") from None
+    except csv.Error as e:
+        raise SourceError("", f"malformed CSV at row {reader.line_num}: {e}") from e
 
 
 def _json(p: Path, rel: str, lines: bool) -> RawTable:

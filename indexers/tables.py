@@ -23,6 +23,7 @@ import json
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,19 +132,16 @@ def _card(con: Any, raw: RawTable, physical: str, title: str) -> Doc:
     n_rows = int(row[0]) if row else 0
     ids = [d[0] for d in desc]
     types = [str(d[1]) for d in desc]
+    sample = con.execute(f"SELECT * FROM {target} LIMIT {CARD_SCAN_ROWS}").fetchall()  # huge tables: a sample
     parts = []
-    for ident, label, typ in zip(ids, raw.columns, types, strict=True):
+    for i, (ident, label, typ) in enumerate(zip(ids, raw.columns, types, strict=True)):
         head = ident if ident == _slug(label) or not label else f"{ident} ({label.strip()})"
-        sample = f"(SELECT {_q(ident)} AS v FROM {target} LIMIT {CARD_SCAN_ROWS})"
+        values = [r[i] for r in sample if r[i] is not None]
         if typ.startswith(_NUMERIC):
-            lo_hi = con.execute(f"SELECT min(v), max(v) FROM {sample}").fetchone()
-            parts.append(f"{head}, number, {lo_hi[0]} to {lo_hi[1]}" if lo_hi else f"{head}, number")
+            parts.append(f"{head}, number, {min(values)} to {max(values)}" if values else f"{head}, number")
             continue
-        values = con.execute(
-            f"SELECT CAST(v AS VARCHAR) AS s, count(*) AS n FROM {sample} WHERE v IS NOT NULL "
-            f"GROUP BY s ORDER BY n DESC, s LIMIT {CARD_VALUES}"
-        ).fetchall()
-        shown = "; ".join(" ".join(str(v).split())[:60] for v, _ in values)
+        common = sorted(Counter(str(v) for v in values).items(), key=lambda vn: (-vn[1], vn[0]))
+        shown = "; ".join(" ".join(v.split())[:60] for v, _ in common[:CARD_VALUES])
         parts.append(f"{head}, {'text' if typ == 'VARCHAR' else typ.lower()}: {shown}")
     where = (
         raw.source

@@ -96,6 +96,8 @@ class TableRetriever:
         retries: how often a rejected or failing query goes back to the LLM with the error.
         max_scan: rows of a table read for ``rows`` mode; bigger tables are first narrowed to rows containing a
             query term.
+        search: how cards are searched: ``bm25``, ``dense`` or ``hybrid`` (default: hybrid when the collection
+            has a dense index, else bm25).
 
     Example:
         >>> TableRetriever(Collection.open("kb")).retrieve("Lisbon office staff", k=3)  # doctest: +SKIP
@@ -113,6 +115,7 @@ class TableRetriever:
         timeout: float = 5.0,
         retries: int = 1,
         max_scan: int = 20_000,
+        search: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown table mode {mode!r}; use one of {MODES}")
@@ -121,6 +124,9 @@ class TableRetriever:
         self.collection, self.mode, self.generator = collection, mode, generator
         self.k_tables, self.limit, self.timeout = check_k(k_tables), check_k(limit), float(timeout)
         self.retries, self.max_scan = max(0, int(retries)), check_k(max_scan)
+        self.search = search or ("hybrid" if collection.has_dense else "bm25")
+        if self.search not in ("bm25", "dense", "hybrid"):
+            raise ConfigError(f"unknown card search {self.search!r}; use bm25, dense or hybrid")
         self._rows: OrderedDict[str, tuple[BM25Index, list[tuple[Any, ...]], list[str]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -132,8 +138,7 @@ class TableRetriever:
         kb = self.collection
         if "kind" not in kb.fields():
             return []
-        mode = "hybrid" if kb.has_dense else "bm25"
-        hits = kb.retriever(mode, filters={"kind": "table"}).retrieve(query, k=4 * k)
+        hits = kb.retriever(self.search, filters={"kind": "table"}).retrieve(query, k=4 * k)
         out: dict[str, TableRef] = {}
         for h in hits:
             card = str(h.doc.meta.get("parent", h.doc.id))

@@ -58,6 +58,12 @@ _LAZY = {
     "RAG": "rag.pipeline",
     "Cascade": "rag.cascade",
     "Extractive": "rag.cascade",
+    "add_tables": "rag.indexers.tables",
+    "TableRetriever": "rag.retrievers.table",
+    "ToolRetriever": "rag.retrievers.tool",
+    "Tool": "rag.tools",
+    "tool": "rag.tools",
+    "http_tool": "rag.tools",
 }
 
 __all__ = [
@@ -99,10 +105,16 @@ __all__ = [
     "SentenceTransformerEncoder",
     "SourceError",
     "SubQuery",
+    "TableRetriever",
     "Tokenizer",
+    "Tool",
+    "ToolRetriever",
     "UnsafeQueryError",
+    "add_tables",
     "fuse",
+    "http_tool",
     "load_path",
+    "tool",
 ]
 
 if TYPE_CHECKING:
@@ -116,6 +128,7 @@ if TYPE_CHECKING:
     from rag.indexers.chunking import Chunker
     from rag.indexers.collection import Collection
     from rag.indexers.dense_index import DenseIndex, DenseParams
+    from rag.indexers.tables import add_tables
     from rag.indexers.tokenize import Tokenizer
     from rag.indexers.writes import IndexResult
     from rag.llm_openai import OpenAIGenerator
@@ -126,6 +139,9 @@ if TYPE_CHECKING:
     from rag.retrievers.bm25 import BM25Retriever
     from rag.retrievers.dense import DenseRetriever
     from rag.retrievers.hybrid import Hybrid, fuse
+    from rag.retrievers.table import TableRetriever
+    from rag.retrievers.tool import ToolRetriever
+    from rag.tools import Tool, http_tool, tool
     from rag.verify import NLIVerifier
 
 

@@ -24,6 +24,11 @@ def _pipeline(args: argparse.Namespace) -> Any:
         options["threads"] = args.threads
     llm = make_generator(args.llm, **options)
     verifier = None if args.verifier == "none" else args.verifier
+    tools = None
+    if args.tools == "builtin":
+        from rag.tools_builtin import BUILTIN_TOOLS
+
+        tools = BUILTIN_TOOLS
     return RAG.from_collection(
         args.collection,
         llm=llm,
@@ -35,6 +40,8 @@ def _pipeline(args: argparse.Namespace) -> Any:
         k=args.k,
         candidates=max(args.k, args.candidates),
         max_new_tokens=args.max_new_tokens,
+        tables=None if args.tables == "off" else args.tables,
+        tools=tools,
     )
 
 
@@ -53,6 +60,14 @@ def print_answer(answer: Answer, *, with_text: bool = True) -> None:
         for i, h in enumerate(answer.hits, 1):
             title = h.doc.meta.get("title") or h.doc.meta.get("source") or ""
             print(f"  [{i}] {h.doc.id}" + (f"  ({title})" if title and title != h.doc.id else ""))
+            if h.doc.meta.get("sql"):
+                print(f"      SQL: {h.doc.meta['sql']}")
+    for stage in answer.trace.get("stages", []):  # what a table or tool route tried and could not use
+        for r in stage.get("routes", []):
+            for ev in r.get("events", []):
+                if ev.get("status") not in (None, "ok"):
+                    what = ev.get("sql") or ev.get("tool") or r["query"]
+                    print(f"note: {r['kind']} route {ev['status']}: {what} ({ev.get('error', '')})", file=sys.stderr)
     for step in answer.trace.get("cascade", []):
         print(f"cascade: {step['level']} confidence {step['confidence']:.2f} (cost {step['cost']:g})")
     flagged = answer.trace.get("flagged_injection")
@@ -211,6 +226,13 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--decompose", metavar="rules|MODEL", help="split the question: rules or a trained classifier")
     a.add_argument("--verifier", default="lexical", help="lexical (default), a trained verifier, or none")
     a.add_argument("--policy", default="flag", choices=["flag", "repair", "strict"])
+    a.add_argument(
+        "--tables",
+        default="rows",
+        choices=["rows", "sql", "off"],
+        help="table questions: best rows (default), sql (the LLM writes a validated query), or off",
+    )
+    a.add_argument("--tools", default="off", choices=["off", "builtin"], help="builtin: calculator and date tools")
     a.add_argument("--max-new-tokens", type=int, default=256)
     a.add_argument("--threads", type=int, default=None, help="torch threads for a local LLM")
     a.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE")

@@ -126,6 +126,8 @@ class RAG:
         reranker: str | Any | None = None,
         decomposer: str | Any | None = None,
         verifier: str | Any | None = "lexical",
+        tables: str | None = "rows",
+        tools: Sequence[Any] | None = None,
         **options: Any,
     ) -> RAG:
         """A pipeline over a collection (an open :class:`~rag.indexers.collection.Collection` or its path).
@@ -133,6 +135,9 @@ class RAG:
         ``llm``: ``local``, ``hf:<id>``, ``openai:<model>`` or a generator. ``reranker``: a model name/path or
         object. ``decomposer``: ``rules``, ``learned`` (a trained classifier name) or an object. ``verifier``:
         ``lexical`` (the model-free calibrated signal), a trained model name/path, an object, or None.
+        ``tables``: how table questions are answered when the collection holds tables: ``rows``, ``sql`` (the
+        LLM writes a validated query) or None. ``tools``: :class:`~rag.tools.Tool` objects for tool questions
+        (e.g. ``rag.tools_builtin.BUILTIN_TOOLS``), selected with the collection's encoder.
         """
         from rag.generate import make_generator
         from rag.indexers.collection import Collection
@@ -158,7 +163,16 @@ class RAG:
             from rag.verify import NLIVerifier
 
             ver = NLIVerifier(None if verifier == "lexical" else verifier, collection=kb.path)
-        return cls(kb.retriever(mode), gen, reranker=rr, decomposer=dec, verifier=ver, **options)
+        routes: dict[str, Any] = dict(options.pop("routes", None) or {})
+        if tables and "kind" in kb.fields() and "table" not in routes:
+            from rag.retrievers.table import TableRetriever
+
+            routes["table"] = TableRetriever(kb, mode=tables, generator=gen if tables == "sql" else None)
+        if tools and "tool" not in routes:
+            from rag.retrievers.tool import ToolRetriever
+
+            routes["tool"] = ToolRetriever(tools, encoder=kb.encoder, generator=gen)
+        return cls(kb.retriever(mode), gen, reranker=rr, decomposer=dec, verifier=ver, routes=routes, **options)
 
     # ------------------------------------------------------------------ stages
     def _subqueries(self, question: str, ledger: _Ledger) -> list[SubQuery]:
@@ -255,8 +269,10 @@ class RAG:
         """Abstain before generating when no passage is about the question."""
         if not hits:
             return abstain(question, hits, "no passage was retrieved", self._trace(question, ledger))
-        if self.min_overlap and not any(about_question(h) for h in hits) and (
-            max(evidence_overlap(question, h) for h in hits) < self.min_overlap
+        if (
+            self.min_overlap
+            and not any(about_question(h) for h in hits)
+            and (max(evidence_overlap(question, h) for h in hits) < self.min_overlap)
         ):
             return abstain(question, hits, "no retrieved passage is about the question", self._trace(question, ledger))
         return None

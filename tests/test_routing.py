@@ -72,3 +72,46 @@ def test_routes_are_checked():
         RAG(object(), Scripted("x"), routes={"sql": object()})
     with pytest.raises(ConfigError, match="needs a Retriever"):
         RAG(object(), Scripted("x"), routes={"table": object()})
+
+
+def test_a_tool_question_calls_the_tool_and_cites_its_result(docs_kb):
+    from rag.retrievers.tool import ToolRetriever
+    from rag.tools_builtin import BUILTIN_TOOLS
+
+    llm = Scripted("17 times 23 is 391 [1].")
+    rag = RAG(docs_kb.retriever("bm25"), llm, routes={"tool": ToolRetriever(BUILTIN_TOOLS, encoder=None)})
+    a = rag.ask("What is 17 * 23?")
+    assert [r["kind"] for r in _routes(a.trace)] == ["text", "tool"]
+    (hit,) = [h for h in a.hits if h.doc.meta.get("kind") == "tool"]
+    assert hit.doc.meta["tool"] == "calculator" and "391" in hit.doc.text
+    assert "391" in llm.prompts[0][-1]["content"] and not a.abstained
+
+
+def test_a_hanging_tool_times_out_in_the_trace_and_the_answer_continues(docs_kb):
+    import threading
+
+    from rag.retrievers.tool import ToolRetriever
+    from rag.tools import tool
+
+    release = threading.Event()
+
+    @tool(timeout=0.2)
+    def multiply(expression: str) -> float:
+        """Multiply numbers: what is 12 times 7, products of numbers.
+
+        Args:
+            expression: the product to compute, e.g. 12 * 7.
+        """
+        release.wait(5)
+        return 0.0
+
+    rag = RAG(
+        docs_kb.retriever("bm25"),
+        Scripted("Keys rotate every 90 days [1]."),
+        routes={"tool": ToolRetriever([multiply], encoder=None)},
+    )
+    a = rag.ask("How often are API keys rotated, and what is 12 * 7?")
+    release.set()
+    (tool_route,) = [r for r in _routes(a.trace) if r["kind"] == "tool"]
+    assert [e["status"] for e in tool_route["events"]] == ["timeout"] and tool_route["output"] == []
+    assert a.hits and not a.abstained

@@ -30,7 +30,7 @@ from rag.policy import VerifyPolicy, abstain, apply_policy, evidence_overlap
 from rag.prompts import ABSTAIN, build_prompt, tidy_answer
 from rag.retrievers.base import check_query
 from rag.retrievers.hybrid import fuse
-from rag.routing import about_question, check_routes, route
+from rag.routing import about_question, check_routes, collection_routes, route
 from rag.types import Answer, Claim, Hit, SubQuery
 from rag.verify import split_claims
 
@@ -163,15 +163,7 @@ class RAG:
             from rag.verify import NLIVerifier
 
             ver = NLIVerifier(None if verifier == "lexical" else verifier, collection=kb.path)
-        routes: dict[str, Any] = dict(options.pop("routes", None) or {})
-        if tables and "kind" in kb.fields() and "table" not in routes:
-            from rag.retrievers.table import TableRetriever
-
-            routes["table"] = TableRetriever(kb, mode=tables, generator=gen if tables == "sql" else None)
-        if tools and "tool" not in routes:
-            from rag.retrievers.tool import ToolRetriever
-
-            routes["tool"] = ToolRetriever(tools, encoder=kb.encoder, generator=gen)
+        routes = collection_routes(kb, gen, tables, tools, options.pop("routes", None))
         return cls(kb.retriever(mode), gen, reranker=rr, decomposer=dec, verifier=ver, routes=routes, **options)
 
     # ------------------------------------------------------------------ stages

@@ -8,7 +8,7 @@ from rag.errors import ConfigError, GenerationError
 from rag.indexers.tables import table_cards
 from rag.pipeline import RAG
 from rag.retrievers.table import TableRetriever
-from rag.types import SubQuery
+from rag.types import Doc, SubQuery
 from tests.conftest import Scripted
 
 
@@ -115,3 +115,18 @@ def test_a_hanging_tool_times_out_in_the_trace_and_the_answer_continues(docs_kb)
     (tool_route,) = [r for r in _routes(a.trace) if r["kind"] == "tool"]
     assert [e["status"] for e in tool_route["events"]] == ["timeout"] and tool_route["output"] == []
     assert a.hits and not a.abstained
+
+
+def test_from_collection_routes_tables_when_the_collection_has_them(docs_kb, tmp_path):
+    from rag.indexers.collection import Collection
+    from rag.retrievers.tool import ToolRetriever
+    from rag.tools_builtin import BUILTIN_TOOLS
+
+    rag = RAG.from_collection(docs_kb, llm=Scripted("x"), mode="bm25", verifier=None, tools=BUILTIN_TOOLS, tables="sql")
+    assert isinstance(rag.routes["table"], TableRetriever) and rag.routes["table"].mode == "sql"
+    assert isinstance(rag.routes["tool"], ToolRetriever)
+    assert set(RAG.from_collection(docs_kb, llm=Scripted("x"), mode="bm25", verifier=None, tables=None).routes) == set()
+    plain = Collection.create(tmp_path / "plain", encoder=None)
+    plain.add([Doc("No tables here.", id="d")])
+    assert RAG.from_collection(plain, llm=Scripted("x"), mode="bm25", verifier=None).routes == {}
+    plain.close()

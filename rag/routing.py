@@ -2,8 +2,8 @@
 
 The decomposer (or, without one, the rule typer :func:`rag.decompose.kind_of`) types each sub-query; a
 ``table`` sub-query goes to the table retriever, a ``tool`` one to the tool retriever, the rest (and the whole
-question, always) to the text retriever. A text question whose text hits include a table card (the card matched,
-so its table is relevant) is also sent to the table retriever. Each retriever's trace events (tables found, SQL
+question, always) to the text retriever. A text question whose best text hit is a table card (the card matched
+best, so its table is what the question is about) is also sent to the table retriever. Each retriever's trace events (tables found, SQL
 attempts and rejections, tool calls, timeouts and errors) are kept for the answer's trace; a route that raises
 is recorded and skipped, so the answer continues on the other evidence.
 
@@ -96,7 +96,7 @@ def route(
             record["events"] = events
         runs.append(hits)
         records.append(record)
-        card = kind == "text" and "table" in routes and any(h.doc.meta.get("kind") == "table" for h in hits)
+        card = kind == "text" and "table" in routes and bool(hits) and hits[0].doc.meta.get("kind") == "table"
         if card and (query, "table") not in plan:
             plan.append((query, "table"))
     return runs, records

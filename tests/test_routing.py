@@ -43,6 +43,13 @@ def test_a_text_question_that_finds_a_table_card_also_reads_its_rows(docs_kb):
     assert rows and rows[0].doc.id == "offices.csv#row2" and "opened: 2019" in rows[0].doc.text
 
 
+def test_a_text_question_about_other_things_does_not_read_tables(docs_kb):
+    rag = RAG(docs_kb.retriever("bm25"), Scripted("Every 90 days [1]."), routes={"table": TableRetriever(docs_kb)})
+    a = rag.ask("How often must API keys be rotated?")
+    assert [r["kind"] for r in _routes(a.trace)] == ["text"]
+    assert not any(h.doc.meta.get("kind") == "table_row" for h in a.hits)
+
+
 def test_a_failing_route_is_recorded_and_the_answer_continues(docs_kb):
     class Broken:
         name = "broken"

@@ -91,7 +91,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         bad_files = sum(1 for s in skipped if not s.path.rsplit(":", 1)[-1].isdigit())  # not JSONL lines
         print(
-            f"{len(files)} files read ({bad_files} skipped), {len(report.cards)} tables: {totals['added']} "
+            f"{len(files)} files read ({bad_files} skipped), {len(report.cards)} "
+            f"table{'' if len(report.cards) == 1 else 's'}: {totals['added']} "
             f"documents added, {totals['updated']} updated, {totals['unchanged']} unchanged; "
             f"{totals['chunks_added']} chunks written. {kb.path} holds {len(kb)} documents in {kb.num_chunks} chunks."
         )

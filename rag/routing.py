@@ -3,9 +3,9 @@
 The decomposer (or, without one, the rule typer :func:`rag.decompose.kind_of`) types each sub-query; a
 ``table`` sub-query goes to the table retriever, a ``tool`` one to the tool retriever, the rest (and the whole
 question, always) to the text retriever. A text question whose best text hit is a table card (the card matched
-best, so its table is what the question is about) is also sent to the table retriever. Each retriever's trace events (tables found, SQL
-attempts and rejections, tool calls, timeouts and errors) are kept for the answer's trace; a route that raises
-is recorded and skipped, so the answer continues on the other evidence.
+best, so its table is what the question is about) is also sent to the table retriever. Each retriever's trace
+events (tables found, SQL attempts and rejections, tool calls, timeouts and errors) are kept for the answer's
+trace; a route that raises is recorded and skipped, so the answer continues on the other evidence.
 
 Example:
     >>> runs, events = route("What is 12 * 7?", [SubQuery("What is 12 * 7?", "tool")], text, {"tool": tools})

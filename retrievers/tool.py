@@ -21,6 +21,7 @@ result as a citable :class:`~rag.types.Hit`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -211,10 +212,9 @@ class ToolRetriever:
         return self._llm_fill(tool, query) if self.generator is not None else rule_fill(tool, query)
 
     def _generate(self, prompt: str) -> str:
-        try:
+        if "max_new_tokens" in inspect.signature(self.generator.generate).parameters:
             return str(self.generator.generate(prompt, max_new_tokens=self.max_new_tokens))
-        except TypeError:  # a generator without max_new_tokens
-            return str(self.generator.generate(prompt))
+        return str(self.generator.generate(prompt))  # a generator without max_new_tokens
 
     def _llm_fill(self, tool: Tool, query: str) -> dict[str, Any]:
         args: dict[str, Any] = {}

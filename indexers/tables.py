@@ -125,7 +125,10 @@ def _sniff_type(rows: Sequence[Sequence[Any]], i: int) -> str:
     return kind if seen else "VARCHAR"
 
 
-def _card(con: Any, raw: RawTable, physical: str, title: str) -> Doc:
+DESCRIBE_PROMPT = "In one sentence, say what this table is about and what it can answer.\n\n{card}"
+
+
+def _card(con: Any, raw: RawTable, physical: str, title: str, describe: Any = None) -> Doc:
     target = f"{SCHEMA}.{_q(physical)}"
     desc = con.execute(f"DESCRIBE {target}").fetchall()
     row = con.execute(f"SELECT count(*) FROM {target}").fetchone()
@@ -152,6 +155,10 @@ def _card(con: Any, raw: RawTable, physical: str, title: str) -> Doc:
         f"Table {title}: {n_rows} rows, {len(ids)} columns ({', '.join(ids)}), from {where}.",
         *(f"- {p}" for p in parts),
     ]
+    if describe is not None:  # an LLM-written description, right under the header line
+        said = " ".join(str(describe.generate(DESCRIBE_PROMPT.format(card="\n".join(lines)[:2000]))).split())
+        if said:
+            lines.insert(1, f"Description: {said[:400]}")
     words = "\n".join(lines).split(" ")
     text = " ".join(words[:CARD_WORDS])
     meta = {
@@ -186,13 +193,16 @@ def add_tables(
     *,
     root: str | Path | None = None,
     titles: Mapping[str, str] | None = None,
+    describe: Any = None,
     progress: bool = False,
 ) -> TableReport:
     """Read tables from files (or take :class:`RawTable` objects), store them and index their cards.
 
     A source that cannot be read is reported in ``skipped`` (with the file and row) and the others are still
     stored. ``titles`` maps a table's name (``file`` or ``file:sheet``) to a title for its card; the default
-    is the file stem (and sheet). Re-adding an unchanged table changes nothing.
+    is the file stem (and sheet). Every card describes its table from the data (title, source, columns with
+    types, value ranges, frequent values); ``describe``, a generator (the LLM), adds a one-sentence description
+    it writes from that card. Re-adding an unchanged table changes nothing (with a greedy ``describe``).
     """
     if collection.read_only:
         from rag.errors import ConfigError
@@ -218,7 +228,7 @@ def add_tables(
                 if physical not in existing:
                     _load(con, raw, physical)
                     existing.add(physical)
-                report.cards.append(_card(con, raw, physical, title))
+                report.cards.append(_card(con, raw, physical, title, describe))
             except Exception as e:  # duckdb.Error while loading: report it, keep going
                 con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{_q(physical)}")
                 existing.discard(physical)

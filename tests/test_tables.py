@@ -259,3 +259,13 @@ def test_sql_mode_needs_a_generator_and_a_known_mode(kb):
         TableRetriever(kb, mode="sql")
     with pytest.raises(ConfigError, match="unknown table mode"):
         TableRetriever(kb, mode="magic")
+
+
+def test_an_llm_can_add_a_description_to_each_card(tmp_path, sources):
+    kb = Collection.create(tmp_path / "kb2", encoder=None)
+    llm = Scripted("Salaries and teams of the staff in each city.")
+    add_tables(kb, [sources / "staff.csv"], root=sources, describe=llm)
+    card = kb.get(["staff.csv"])[0]
+    assert card.text.splitlines()[1] == "Description: Salaries and teams of the staff in each city."
+    assert "salary" in llm.prompts[0] and "Lisbon" in llm.prompts[0]
+    kb.close()

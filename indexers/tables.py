@@ -222,7 +222,8 @@ def add_tables(
             report.skipped.append(Skipped(e.source, e.reason))
             continue
         for raw in raws:
-            title = (titles or {}).get(raw.name) or Path(raw.source).stem + (f" {raw.sheet}" if raw.sheet else "")
+            part = raw.sheet or (raw.source_table or "").split(".")[-1]
+            title = (titles or {}).get(raw.name) or Path(raw.source).stem + (f" {part}" if part else "")
             physical = f"{_slug(title)}_{_digest(raw, title)}"
             try:
                 if physical not in existing:

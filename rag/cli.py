@@ -37,15 +37,21 @@ def cmd_index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rag.connectors.files import Skipped, iter_files, read_file
+    from rag.connectors.postgres import is_postgres_url, read_postgres
     from rag.connectors.tables import is_table_file
     from rag.errors import SourceError
     from rag.indexers.collection import Collection, IndexResult
     from rag.indexers.tables import add_tables
 
-    path = Path(args.path)
-    root = path if path.is_dir() else path.parent
-    files = list(iter_files(path))
-    docs, skipped, tables = [], [], []
+    tables: list[Any] = []
+    if is_postgres_url(args.path):  # the tables of a database, read-only
+        files, root = [], None
+        tables.extend(read_postgres(args.path, schema=args.pg_schema))
+    else:
+        path = Path(args.path)
+        root = path if path.is_dir() else path.parent
+        files = list(iter_files(path))
+    docs, skipped = [], []
     for f in tqdm(files, desc="reading", unit="file", disable=None if not args.quiet else True):
         if is_table_file(f):
             tables.append(f)
@@ -234,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    ix = sub.add_parser("index", help="index a file or folder (txt, md, html, pdf, jsonl, csv)")
-    ix.add_argument("path")
+    ix = sub.add_parser(
+        "index", help="index a file or folder (documents and tables), or the tables of a postgresql:// database"
+    )
+    ix.add_argument("path", help="file, folder, or postgresql://user@host:port/db (its tables, read-only)")
+    ix.add_argument("--pg-schema", default="public", help="schema whose tables a postgresql:// path reads")
     ix.add_argument("--collection", required=True, help="collection directory (created if missing)")
     ix.add_argument("--encoder", default="default", help="HF id or path of the embedder; 'none' for BM25 only")
     ix.add_argument("--chunk-size", type=int, default=200, help="words per chunk (0: whole documents)")

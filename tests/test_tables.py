@@ -269,3 +269,53 @@ def test_an_llm_can_add_a_description_to_each_card(tmp_path, sources):
     assert card.text.splitlines()[1] == "Description: Salaries and teams of the staff in each city."
     assert "salary" in llm.prompts[0] and "Lisbon" in llm.prompts[0]
     kb.close()
+
+
+def test_postgres_tables_are_read_read_only_with_provenance(tmp_path, postgres):
+    import psycopg
+
+    from rag.connectors.postgres import read_postgres, redact
+
+    with psycopg.connect(postgres, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS shop_orders")
+        con.execute("CREATE TABLE shop_orders (id int, city text, amount numeric(8,2), day date)")
+        con.execute("INSERT INTO shop_orders VALUES (1,'Lisbon',10.5,'2024-01-02'),(2,'Porto',4,'2024-01-03')")
+    secret = postgres.replace("postgres@", "postgres:hunter2@")
+    (raw,) = read_postgres(secret, tables=["shop_orders"])
+    assert raw.source_table == "public.shop_orders" and "hunter2" not in raw.source
+    assert redact("postgresql://u:p@h:5432/db") == "postgresql://u@h:5432/db"
+    kb = Collection.create(tmp_path / "kb", encoder=None)
+    add_tables(kb, [raw])
+    (card_id, meta), *_ = table_cards(kb).items()
+    assert card_id == "postgres:public.shop_orders" and meta["title"] == "postgres shop_orders"
+    assert meta["types"][:3] == ["BIGINT", "VARCHAR", "DOUBLE"]
+    t = meta["table"]
+    hits = TableRetriever(kb, mode="sql", generator=Scripted(f"SELECT sum(amount) FROM {t}")).retrieve(
+        "total amount of orders"
+    )
+    assert hits[0].doc.text.endswith("14.5") and hits[0].doc.meta["source"] == raw.source
+    with pytest.raises(SourceError, match=r"no table \['nope'\]"):
+        read_postgres(postgres, tables=["nope"])
+    with psycopg.connect(postgres, options="-c default_transaction_read_only=on") as con:  # what read_postgres uses
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            con.execute("DELETE FROM shop_orders")
+    kb.close()
+
+
+def test_rag_index_reads_a_postgres_database(tmp_path, postgres, capsys):
+    import psycopg
+
+    from rag.cli import main
+
+    with psycopg.connect(postgres, autocommit=True) as con:
+        con.execute("DROP SCHEMA IF EXISTS crm CASCADE")
+        con.execute("CREATE SCHEMA crm")
+        con.execute("CREATE TABLE crm.clients AS SELECT 'c' || g AS name, g AS spend FROM generate_series(1, 5) g")
+    kb = tmp_path / "kb"
+    assert main(["index", postgres, "--collection", str(kb), "--encoder", "none", "--pg-schema", "crm", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tables"] == 1 and out["total_documents"] == 1
+    with Collection.open(kb) as k:
+        assert table_cards(k)["postgres:crm.clients"]["n_rows"] == 5
+    assert main(["index", postgres.rsplit("/", 1)[0] + "/nodb", "--collection", str(kb), "--encoder", "none"]) == 1
+    assert "cannot connect" in capsys.readouterr().err

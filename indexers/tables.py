@@ -225,14 +225,16 @@ def add_tables(
             part = raw.sheet or (raw.source_table or "").split(".")[-1]
             title = (titles or {}).get(raw.name) or Path(raw.source).stem + (f" {part}" if part else "")
             physical = f"{_slug(title)}_{_digest(raw, title)}"
+            created = physical not in existing
             try:
-                if physical not in existing:
+                if created:
                     _load(con, raw, physical)
                     existing.add(physical)
                 report.cards.append(_card(con, raw, physical, title, describe))
-            except Exception as e:  # duckdb.Error while loading: report it, keep going
-                con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{_q(physical)}")
-                existing.discard(physical)
+            except Exception as e:  # a duckdb or LLM error: report it, keep going
+                if created:  # only what this call made; a table a visible card names stays
+                    con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{_q(physical)}")
+                    existing.discard(physical)
                 report.skipped.append(Skipped(raw.name, f"cannot load the table: {e}"))
     if report.cards:
         report.result = collection.add(report.cards, progress=progress)

@@ -319,3 +319,17 @@ def test_rag_index_reads_a_postgres_database(tmp_path, postgres, capsys):
         assert table_cards(k)["postgres:crm.clients"]["n_rows"] == 5
     assert main(["index", postgres.rsplit("/", 1)[0] + "/nodb", "--collection", str(kb), "--encoder", "none"]) == 1
     assert "cannot connect" in capsys.readouterr().err
+
+
+def test_a_failing_description_skips_the_card_and_keeps_the_stored_table(kb, sources):
+    from rag.errors import GenerationError
+
+    class Down:
+        def generate(self, prompt):
+            raise GenerationError("the LLM server is down")
+
+    before = table_cards(kb)["staff.csv"]
+    report = add_tables(kb, [sources / "staff.csv"], root=sources, describe=Down())
+    assert [(s.path, "the LLM server is down" in s.reason) for s in report.skipped] == [("staff.csv", True)]
+    assert table_cards(kb)["staff.csv"] == before  # the visible card and its data are untouched
+    assert kb.store.con.execute(f"SELECT count(*) FROM {SCHEMA}.{before['table']}").fetchone() == (4,)

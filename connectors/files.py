@@ -111,7 +111,7 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
         raise SourceError(rel, "empty file")
     if suffix == ".pdf":
         return [_read_pdf(data, rel)], []
-    text = _decode(data, rel)
+    text = decode_text(data, rel)
     if suffix in TEXT_SUFFIXES:
         title = _md_title(text) if suffix in (".md", ".markdown") else None
         return [Doc(text=text, id=rel, meta={"source": rel, "title": title or p.stem})], []
@@ -123,7 +123,8 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
     return _read_jsonl(text, rel)
 
 
-def _decode(data: bytes, rel: str) -> str:
+def decode_text(data: bytes, rel: str) -> str:
+    """``data`` as UTF-8 text (a BOM dropped); :class:`SourceError` naming ``rel`` for binary or non-UTF-8 data."""
     if b"\x00" in data[:8192]:
         raise SourceError(rel, "binary content (NUL bytes), not a text file")
     try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.connectors.files import decode_text
 from rag.errors import SourceError
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".json", ".jsonl", ".xlsx", ".xlsm", ".duckdb", ".sqlite", ".sqlite3"}
@@ -135,12 +136,7 @@ def _check_rows(rel: str, header: Sequence[Any], rows: Iterable[Sequence[Any]], 
 
 
 def _delimited(p: Path, rel: str, delimiter: str | None) -> RawTable:
-    try:
-        text = p.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SourceError(rel, f"not valid UTF-8 (byte {e.start}); convert it to UTF-8") from e
-    if "\x00" in text[:8192]:
-        raise SourceError(rel, "binary content (NUL bytes), not a text table")
+    text = decode_text(p.read_bytes(), rel)
     if delimiter is None:
         try:
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
@@ -173,10 +169,7 @@ def _parse_csv(text: str, delimiter: str, escapechar: str | None) -> tuple[list[
 
 
 def _json(p: Path, rel: str, lines: bool) -> RawTable:
-    try:
-        text = p.read_text("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SourceError(rel, f"not valid UTF-8 (byte {e.start}); convert it to UTF-8") from e
+    text = decode_text(p.read_bytes(), rel)
     records: list[Any] = []
     if lines:
         for i, line in enumerate(text.splitlines(), 1):

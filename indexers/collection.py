@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -79,6 +80,7 @@ class Collection:
         self._store: DocStore | None = None
         self._bm25: BM25Index | None = None
         self._dense: DenseIndex | None = None
+        self.rw = writes.ReadWriteLock()
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -246,6 +248,11 @@ class Collection:
         return self
 
     # ------------------------------------------------------------------ reads
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Hold a consistent view while several reads go together (a write in this process waits until the
+        block ends). Each search holds it on its own; use this around a group of them."""
+        return self.rw.read()
+
     def get(self, ids: Sequence[str]) -> list[Doc]:
         """Chunks of the given document ids, in document then position order."""
         return self.store.chunks_of(ids, self.generation)

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -90,9 +91,49 @@ def rebuild(kb: Collection, *, progress: bool = False) -> IndexResult:
             if dense is not None:
                 dense.add(ords, encode_texts(kb, texts, progress))
             n += len(ords)
-        kb._bm25, kb._dense = bm, dense
-        commit(kb, gen + 1)  # rows stay visible
+        with kb.rw.write():
+            kb._bm25, kb._dense = bm, dense
+            commit(kb, gen + 1)  # rows stay visible
     return IndexResult(chunks_added=n)
+
+
+class ReadWriteLock:
+    """Many readers or one writer, within a process: searches hold it shared, the apply-and-commit step of a
+    write holds it exclusively, so a search sees the collection either before or after a write, never half of
+    it. Reads re-enter freely (a hybrid search reads twice); a writer waits for the readers in flight, and
+    readers that arrive while a write applies wait for it. Chunking and embedding happen outside it, so
+    searches go on while a write embeds."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 def check_writable(kb: Collection) -> None:
@@ -174,24 +215,25 @@ def write(
         ords = np.asarray([o for o, _ in chunk_rows], dtype=np.int64)
         vecs = encode_texts(kb, texts, progress) if kb.has_dense and texts else None
         new_gen = gen + 1
-        try:
-            removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
-            _fault("after_store")
-            bm = kb.bm25
-            bm.delete(removed_ords)
-            bm.add(ords, texts)
-            if kb.has_dense:
-                dn = kb.dense
-                dn.remove(removed_ords)
-                if vecs is not None:
-                    dn.add(ords, vecs)
-            commit(kb, new_gen)
-        except BaseException:
-            if kb.generation == gen:  # not committed: undo; after the commit point there is nothing to undo
-                kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
-                with contextlib.suppress(Exception):
-                    store.rollback(gen)
-            raise
+        with kb.rw.write():
+            try:
+                removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
+                _fault("after_store")
+                bm = kb.bm25
+                bm.delete(removed_ords)
+                bm.add(ords, texts)
+                if kb.has_dense:
+                    dn = kb.dense
+                    dn.remove(removed_ords)
+                    if vecs is not None:
+                        dn.add(ords, vecs)
+                commit(kb, new_gen)
+            except BaseException:
+                if kb.generation == gen:  # not committed: undo; after the commit point there is nothing to undo
+                    kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
+                    with contextlib.suppress(Exception):
+                        store.rollback(gen)
+                raise
         n_upd = len(set(removed) & {d.id for d, _ in changed})
         return IndexResult(
             added=len(changed) - n_upd,

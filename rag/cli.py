@@ -1,5 +1,5 @@
 """The ``rag`` command: index, search, eval, reindex, info, delete; ask and llm-serve (rag/cli_ask.py); train
-and models (rag/cli_models.py).
+and models (rag/cli_models.py); serve (rag/cli_serve.py).
 
 Exit status: 0 success; 1 error (message on stderr); 2 bad usage; 3 done, but some inputs were
 skipped (listed on stderr).
@@ -303,10 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--collection", required=True)
     de.set_defaults(func=cmd_delete)
 
-    from rag import cli_models
+    from rag import cli_models, cli_serve
 
     cli_ask.add_parsers(sub)
     cli_models.add_parsers(sub)
+    cli_serve.add_parsers(sub)
     return p
 
 

@@ -13,36 +13,39 @@ from rag.types import Answer
 MARK = {"supported": "ok", "unsupported": "UNSUPPORTED", "contradicted": "CONTRADICTED", "unchecked": "unchecked"}
 
 
-def _pipeline(args: argparse.Namespace) -> Any:
+def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``RAG.from_collection`` from the options :func:`add_pipeline_args` declares."""
     from rag.generate import make_generator
-    from rag.pipeline import RAG
 
     options: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
     if args.llm.startswith("openai:"):
         options.update(base_url=args.base_url, timeout=args.timeout)
     else:
         options["threads"] = args.threads
-    llm = make_generator(args.llm, **options)
-    verifier = None if args.verifier == "none" else args.verifier
     tools = None
     if args.tools == "builtin":
         from rag.tools_builtin import BUILTIN_TOOLS
 
         tools = BUILTIN_TOOLS
-    return RAG.from_collection(
-        args.collection,
-        llm=llm,
-        mode=args.mode,
-        reranker=args.rerank,
-        decomposer=args.decompose,
-        verifier=verifier,
-        policy=args.policy,
-        k=args.k,
-        candidates=max(args.k, args.candidates),
-        max_new_tokens=args.max_new_tokens,
-        tables=None if args.tables == "off" else args.tables,
-        tools=tools,
-    )
+    return {
+        "llm": make_generator(args.llm, **options),
+        "mode": args.mode,
+        "reranker": args.rerank,
+        "decomposer": args.decompose,
+        "verifier": None if args.verifier == "none" else args.verifier,
+        "policy": args.policy,
+        "k": args.k,
+        "candidates": max(args.k, args.candidates),
+        "max_new_tokens": args.max_new_tokens,
+        "tables": None if args.tables == "off" else args.tables,
+        "tools": tools,
+    }
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from rag.pipeline import RAG
+
+    return RAG.from_collection(args.collection, **pipeline_options(args))
 
 
 def print_answer(answer: Answer, *, with_text: bool = True) -> None:
@@ -212,14 +215,12 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any) -> None:
-    a = sub.add_parser("ask", help="answer a question from a collection, with citations and verified claims")
-    a.add_argument("question")
-    a.add_argument("--collection", required=True)
+def add_pipeline_args(a: argparse.ArgumentParser) -> None:
+    """The options that shape the pipeline (``rag ask`` and ``rag serve``)."""
     a.add_argument("--llm", default="local", help="local (SmolLM2-135M), hf:<id or path>, or openai:<model>")
     a.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL); key: $OPENAI_API_KEY")
     a.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (openai:)")
-    a.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
+    a.add_argument("--mode", choices=["bm25", "dense", "hybrid"], help="default hybrid (bm25 without a dense index)")
     a.add_argument("--k", type=int, default=5, help="passages in the prompt")
     a.add_argument("--candidates", type=int, default=20, help="passages retrieved and reranked")
     a.add_argument("--rerank", metavar="MODEL", help="reranker (registry name, path or HF id)")
@@ -235,6 +236,13 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--tools", default="off", choices=["off", "builtin"], help="builtin: calculator and date tools")
     a.add_argument("--max-new-tokens", type=int, default=256)
     a.add_argument("--threads", type=int, default=None, help="torch threads for a local LLM")
+
+
+def add_parsers(sub: Any) -> None:
+    a = sub.add_parser("ask", help="answer a question from a collection, with citations and verified claims")
+    a.add_argument("question")
+    a.add_argument("--collection", required=True)
+    add_pipeline_args(a)
     a.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE")
     a.add_argument("--cascade", metavar="LEVELS", help="escalate: e.g. extractive,local,openai:MODEL (cheapest first)")
     a.add_argument("--threshold", type=float, default=0.5, help="cascade: confidence needed to answer")

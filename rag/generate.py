@@ -181,12 +181,22 @@ class LocalGenerator:
         model, tok = self._load()
         enc = _inputs(tok([self._text(prompt)], return_tensors="pt", add_special_tokens=False), model)
         streamer = TextIteratorStreamer(tok, skip_prompt=not self._seq2seq, skip_special_tokens=True)
+        stop = threading.Event()  # set when the consumer closes the stream (a client that hung up)
+
+        def stopped(input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
         def run() -> None:
+            from transformers import StoppingCriteriaList
+
             with self._lock, torch.inference_mode():
-                model.generate(**enc, **self._gen_kwargs(max_new_tokens), streamer=streamer)
+                kw = self._gen_kwargs(max_new_tokens)
+                model.generate(**enc, **kw, streamer=streamer, stopping_criteria=StoppingCriteriaList([stopped]))
 
         t = threading.Thread(target=run, daemon=True)
         t.start()
-        yield from streamer
-        t.join()
+        try:
+            yield from streamer
+        finally:  # also on close(): stop generating, so the model is free for the next request
+            stop.set()
+            t.join()

@@ -122,7 +122,7 @@ class RAG:
         collection: Any,
         *,
         llm: str | Any = "local",
-        mode: str = "hybrid",
+        mode: str | None = None,
         reranker: str | Any | None = None,
         decomposer: str | Any | None = None,
         verifier: str | Any | None = "lexical",
@@ -132,7 +132,8 @@ class RAG:
     ) -> RAG:
         """A pipeline over a collection (an open :class:`~rag.indexers.collection.Collection` or its path).
 
-        ``llm``: ``local``, ``hf:<id>``, ``openai:<model>`` or a generator. ``reranker``: a model name/path or
+        ``llm``: ``local``, ``hf:<id>``, ``openai:<model>`` or a generator. ``mode``: ``bm25``, ``dense`` or
+        ``hybrid`` (default; ``bm25`` for a collection without a dense index). ``reranker``: a model name/path or
         object. ``decomposer``: ``rules``, ``learned`` (a trained classifier name) or an object. ``verifier``:
         ``lexical`` (the model-free calibrated signal), a trained model name/path, an object, or None.
         ``tables``: how table questions are answered when the collection holds tables: ``rows``, ``sql`` (the
@@ -164,6 +165,7 @@ class RAG:
 
             ver = NLIVerifier(None if verifier == "lexical" else verifier, collection=kb.path)
         routes = collection_routes(kb, gen, tables, tools, options.pop("routes", None))
+        mode = mode or ("hybrid" if kb.has_dense else "bm25")
         return cls(kb.retriever(mode), gen, reranker=rr, decomposer=dec, verifier=ver, routes=routes, **options)
 
     # ------------------------------------------------------------------ stages
@@ -320,22 +322,9 @@ class RAG:
         return list(await asyncio.gather(*(one(q) for q in questions)))
 
     async def astream(self, question: str, filters: Mapping[str, Any] | None = None) -> AsyncIterator[AskEvent]:
-        """:meth:`stream` without blocking the event loop (the pipeline runs in a worker thread)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        done = object()
+        """:meth:`stream` without blocking the event loop (the pipeline runs in a worker thread); stopping early
+        stops the generation."""
+        from rag.aio import iterate_in_thread
 
-        def run() -> None:
-            try:
-                for ev in self.stream(question, filters):
-                    loop.call_soon_threadsafe(queue.put_nowait, ev)
-            except BaseException as e:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, e)
-            loop.call_soon_threadsafe(queue.put_nowait, done)
-
-        task = loop.run_in_executor(None, run)
-        while (item := await queue.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        await task
+        async for ev in iterate_in_thread(lambda: self.stream(question, filters)):
+            yield ev

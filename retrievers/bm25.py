@@ -29,6 +29,7 @@ class BM25Retriever:
     def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> list[Hit]:
         check_query(query)
         k = check_k(self.k if k is None else k)
-        allowed = self.collection.allowed(merge_filters(self.filters, filters))
-        ords, scores = self.collection.bm25.search([query], k=k, allowed=allowed)
-        return self.collection.hits(ords[0], scores[0], self.name)
+        with self.collection.reading():  # one consistent view, even while this process writes
+            allowed = self.collection.allowed(merge_filters(self.filters, filters))
+            ords, scores = self.collection.bm25.search([query], k=k, allowed=allowed)
+            return self.collection.hits(ords[0], scores[0], self.name)

@@ -34,8 +34,9 @@ class DenseRetriever:
     def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> list[Hit]:
         check_query(query)
         k = check_k(self.k if k is None else k)
-        allowed = self.collection.allowed(merge_filters(self.filters, filters))
         assert self.collection.encoder is not None
-        q = self.collection.encoder.encode([query])
-        ords, scores = self.collection.dense.search(q, k, allowed)
-        return self.collection.hits(ords[0], scores[0], self.name)
+        q = self.collection.encoder.encode([query])  # outside the lock: a write need not wait for it
+        with self.collection.reading():
+            allowed = self.collection.allowed(merge_filters(self.filters, filters))
+            ords, scores = self.collection.dense.search(q, k, allowed)
+            return self.collection.hits(ords[0], scores[0], self.name)

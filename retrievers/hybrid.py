@@ -13,6 +13,7 @@ differs between runs keeps the first value and lists the others under ``meta["co
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,5 +132,13 @@ class Hybrid:
         check_query(query)
         k = check_k(self.k if k is None else k)
         n = max(self.candidates or 100, k)
-        runs = [r.retrieve(query, n, filters) for r in self.retrievers]
+        kbs: dict[int, Any] = {}
+        for r in self.retrievers:
+            kb = getattr(r, "collection", None)
+            if hasattr(kb, "reading"):
+                kbs[id(kb)] = kb
+        with contextlib.ExitStack() as views:  # the runs over one collection all see the same generation
+            for kb in kbs.values():
+                views.enter_context(kb.reading())
+            runs = [r.retrieve(query, n, filters) for r in self.retrievers]
         return fuse(runs, k, self.method, self.weights, self.rrf_k, self.name)

@@ -4,7 +4,7 @@ Tables are found through their cards (see :mod:`rag.indexers.tables`) with the c
 dense indexes. Then, by ``mode``:
 
 * ``rows``: the best-matching rows of those tables (BM25 over each row's ``column: value`` text) become
-  citable hits: ``meta`` names the table, its source file and the row number.
+  citable hits: ``meta`` names the table, its source file and the row number, with the row's columns and values.
 * ``sql``: the LLM writes one query against the tables' schemas (with three sample rows each); the query is
   validated (:func:`~rag.retrievers.sql_guard.validate_sql`), run with a row limit and a timeout, and the
   result table becomes one citable hit showing the SQL. A rejected or failing query is logged in the trace and
@@ -197,6 +197,7 @@ class TableRetriever:
             "source": ref.meta.get("source"),
             "row": o + 1,
             "columns": list(cols),
+            "values": [_cell(v, 200) for v in row],
         }
         doc = Doc(text=f"{ref.title}, row {o + 1}: {body}", id=f"{ref.id}#row{o + 1}", meta=meta)
         return Hit(doc=doc, score=score, source=self.name)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,23 @@ class Scripted:
     def stream(self, prompt: Any, max_new_tokens: int | None = None) -> Iterator[str]:
         for i, word in enumerate(self.generate(prompt).split(" ")):
             yield word if i == 0 else f" {word}"
+
+
+class Slow(Scripted):
+    """Scripted answers streamed a word every ``delay`` seconds (so streaming can be watched); records whether
+    its stream was closed."""
+
+    def __init__(self, *answers: str, delay: float = 0.03) -> None:
+        super().__init__(*answers)
+        self.delay, self.closed = delay, threading.Event()
+
+    def stream(self, prompt: Any, max_new_tokens: int | None = None) -> Iterator[str]:
+        try:
+            for piece in super().stream(prompt, max_new_tokens):
+                time.sleep(self.delay)
+                yield piece
+        finally:
+            self.closed.set()
 
 
 @pytest.fixture(scope="module")

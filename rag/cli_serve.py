@@ -1,0 +1,59 @@
+"""``rag serve``: the HTTP API and the web chat page over one or more collections (see :mod:`rag.server`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def _collections(values: list[str]) -> dict[str, str] | list[str]:
+    """``DIR`` (named by its folder) or ``NAME=DIR`` for each ``--collection``."""
+    if not any("=" in v for v in values):
+        return values
+    named = {}
+    for v in values:
+        name, _, path = v.rpartition("=")
+        named[name or os.path.basename(os.path.normpath(path))] = path
+    return named
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rag.cli_ask import pipeline_options
+    from rag.server import create_app
+
+    token = args.token or os.environ.get("PILOTFISH_TOKEN") or None
+    app = create_app(
+        _collections(args.collection),
+        token=token,
+        max_body=args.max_body,
+        cors_origins=args.cors_origin,
+        read_only=args.read_only,
+        **pipeline_options(args),
+    )
+    url = f"http://{args.host}:{args.port}"
+    names = ", ".join(app.state.served)
+    auth = "bearer token required" if token else "no auth"
+    print(f"serving {names} at {url} (chat page at /, API docs at /docs; {auth}); Ctrl-C stops", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    from rag.cli_ask import add_pipeline_args
+
+    s = sub.add_parser("serve", help="serve collections over HTTP: search, ask, documents, chat page, OpenAI API")
+    s.add_argument("--collection", action="append", required=True, metavar="[NAME=]DIR",
+                   help="collection to serve (repeat for several; the first is the default)")  # fmt: skip
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default $PILOTFISH_TOKEN; unset: no auth)")
+    s.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser calls from this origin, e.g. https://app.example.com (repeatable)")  # fmt: skip
+    s.add_argument("--read-only", action="store_true", help="open collections read-only: no /documents writes")
+    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    add_pipeline_args(s)
+    s.set_defaults(func=cmd_serve)

@@ -33,6 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         read_only=args.read_only,
         **pipeline_options(args),
     )
+    for served in app.state.served.values():
+        served.warm()
     url = f"http://{args.host}:{args.port}"
     names = ", ".join(app.state.served)
     auth = "bearer token required" if token else "no auth"

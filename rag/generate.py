@@ -92,6 +92,11 @@ class LocalGenerator:
         self._lock = threading.Lock()
         self._seq2seq = False
 
+    def load(self) -> LocalGenerator:
+        """Load the model now (it loads on first use otherwise), e.g. before a server takes requests."""
+        self._load()
+        return self
+
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
             try:

@@ -95,6 +95,13 @@ class Served:
                 self._rag = self._make_rag(self.kb, self.mode)
             return self._rag
 
+    def warm(self) -> None:
+        """Load the indexes, the encoder, the pipeline and a local LLM now, so the first request is not slow."""
+        self.kb.load()
+        load = getattr(self.rag().generator, "load", None)
+        if callable(load):
+            load()
+
     def info(self) -> dict[str, Any]:
         kb = self.kb
         return {"documents": len(kb), "chunks": kb.num_chunks, "generation": kb.generation, "read_only": kb.read_only}

@@ -2,8 +2,10 @@
 
 Kinds: ``flat`` (exact; default), ``hnsw`` (graph ANN; ``m``, ``ef_search``) and ``ivf`` (inverted
 lists, trained on the first batch added; ``nlist``, ``nprobe``). Filtered searches pass a FAISS id
-selector; small allowed sets are searched exactly. When faiss was built with GPU support and a GPU is
-visible, flat search runs on it (same results). Saved with ``faiss.write_index`` (no pickle).
+selector; small allowed sets are searched exactly. When a GPU is visible, unfiltered flat search runs on it:
+through faiss when faiss was built with GPU support, else as a matrix product in torch (:class:`TorchFlat`);
+the results are the same as on CPU (up to the order of exact ties). ``PILOTFISH_GPU=0`` keeps search on the
+CPU. Saved with ``faiss.write_index`` (no pickle).
 """
 
 from __future__ import annotations
@@ -40,6 +42,49 @@ class DenseParams:
     def __post_init__(self) -> None:
         if self.kind not in ("flat", "hnsw", "ivf"):
             raise ConfigError(f"unknown dense index kind {self.kind!r}; use flat, hnsw or ivf")
+
+
+_CPU = object()  # a searcher slot's "looked, no GPU"
+
+
+def gpu_searcher(index: Any) -> Any:
+    """A GPU copy of a flat index: faiss's own when it has GPU support, else :class:`TorchFlat` on CUDA; None
+    without a GPU."""
+    faiss = _faiss()
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_all_gpus(index)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        return None
+    return TorchFlat(index, "cuda") if torch.cuda.is_available() else None
+
+
+class TorchFlat:
+    """Exact inner-product search of a flat faiss index (``IndexIDMap2(IndexFlatIP)``) as a matrix product and
+    top-k in torch on ``device``; ``search`` has faiss's signature. Queries go in blocks of ``block`` so the
+    score matrix stays bounded."""
+
+    def __init__(self, index: Any, device: str, block: int = 1024) -> None:
+        import torch
+
+        faiss = _faiss()
+        n = int(index.ntotal)
+        self.device, self.block = device, block
+        self.ids = torch.from_numpy(faiss.vector_to_array(index.id_map).astype(np.int64)).to(device)
+        self.vecs = torch.from_numpy(index.index.reconstruct_n(0, n)).to(device)
+
+    def search(self, q: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        scores, ids = [], []
+        with torch.inference_mode():
+            for i in range(0, len(q), self.block):
+                sims = torch.from_numpy(q[i : i + self.block]).to(self.device) @ self.vecs.T
+                top = torch.topk(sims, k, dim=1)
+                scores.append(top.values.cpu().numpy())
+                ids.append(self.ids[top.indices].cpu().numpy())
+        return np.vstack(scores), np.vstack(ids)
 
 
 class DenseIndex:
@@ -105,17 +150,12 @@ class DenseIndex:
         return np.vstack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
     def _searcher(self) -> Any:
-        faiss = _faiss()
-        if (
-            self.params.kind == "flat"
-            and os.environ.get("PILOTFISH_GPU", "auto") != "0"
-            and hasattr(faiss, "get_num_gpus")
-            and faiss.get_num_gpus() > 0
-        ):
-            if self._gpu is None:
-                self._gpu = faiss.index_cpu_to_all_gpus(self.index)
-            return self._gpu
-        return self.index
+        if self.params.kind != "flat" or os.environ.get("PILOTFISH_GPU", "auto") == "0":
+            return self.index
+        if self._gpu is None:
+            gpu = gpu_searcher(self.index)
+            self._gpu = _CPU if gpu is None else gpu
+        return self.index if self._gpu is _CPU else self._gpu
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(ids, scores)`` of shape (nq, k); missing results are id -1."""

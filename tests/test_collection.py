@@ -388,7 +388,7 @@ def test_torch_flat_search_equals_faiss_flat():
     assert not np.isin(ids, np.arange(10, 510)).any()
     small = DenseIndex(48)
     small.add(np.array([5, 6]), vecs[:2])
-    s_scores, s_ids = TorchFlat(small.index, "cpu").search(q[:3], 2)
+    _, s_ids = TorchFlat(small.index, "cpu").search(q[:3], 2)
     assert (s_ids == small.index.search(q[:3], 2)[1]).all()
 
 

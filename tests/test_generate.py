@@ -55,3 +55,21 @@ def test_specs_and_bad_models(tmp_path: Path) -> None:
         OpenAIGenerator("m", base_url="ftp://example")
     with pytest.raises(ConfigError, match="cannot load LLM"):
         LocalGenerator(str(tmp_path / "missing")).generate("hi")
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+def test_gguf_is_converted_once_and_the_cached_copy_generates_the_same(tmp_path, monkeypatch):
+    from rag.generate import converted_dir, smollm2_gguf
+
+    monkeypatch.setenv("PILOTFISH_CACHE", str(tmp_path))
+    prompt = [{"role": "user", "content": "Name one primary colour."}]
+    first = LocalGenerator(max_new_tokens=12, threads=1)
+    from_gguf = first.generate(prompt)  # reads the GGUF file, then saves the plain copy
+    cache = converted_dir(smollm2_gguf())
+    assert cache is not None and cache.parent == tmp_path / "gguf" and (cache / "model.safetensors").exists()
+    second = LocalGenerator(max_new_tokens=12, threads=1)
+    assert second.generate(prompt) == from_gguf
+    assert second._model.config.name_or_path == str(cache)  # it did load the copy
+    monkeypatch.setenv("PILOTFISH_CACHE", "off")
+    assert converted_dir(smollm2_gguf()) is None

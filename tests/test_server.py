@@ -206,7 +206,7 @@ def test_openai_compatible_chat(server: str, client: httpx.Client) -> None:
 
 def test_client_disconnect_mid_stream_stops_generation(tmp_path: Path) -> None:
     kb = make_kb(tmp_path / "kb")
-    slow = Slow(" ".join(["API keys must be rotated every 90 days [1]."] * 20), delay=0.05)
+    slow = Slow(" ".join(["API keys must be rotated every 90 days [1]."] * 20), delay=0.02)
     with live_server(create_app(kb, llm=slow, mode="bm25")) as url:
         q = {"question": "How often must API keys be rotated?", "stream": True}
         with httpx.Client(base_url=url, timeout=30) as c, c.stream("POST", "/ask", json=q) as r:
@@ -307,3 +307,16 @@ def test_rag_serve_command_end_to_end(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert f"serving kb at http://127.0.0.1:{port}" in out
+
+
+def test_an_unexpected_error_is_a_json_500_and_the_server_goes_on(tmp_path: Path) -> None:
+    class Broken(Scripted):
+        def generate(self, prompt: Any, max_new_tokens: int | None = None) -> str:
+            raise ZeroDivisionError("planted bug")
+
+    kb = make_kb(tmp_path / "kb")
+    with live_server(create_app(kb, llm=Broken(), mode="bm25")) as url:
+        r = httpx.post(f"{url}/ask", json={"question": "How often must API keys be rotated?"})
+        assert r.status_code == 500 and "ZeroDivisionError: planted bug" in r.json()["error"]["message"]
+        assert httpx.get(f"{url}/health").status_code == 200
+    kb.close()

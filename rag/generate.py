@@ -137,6 +137,11 @@ class LocalGenerator:
         self._lock = threading.Lock()
         self._seq2seq = False
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (the pipeline times a first load as its own ``load`` stage)."""
+        return self._model is not None
+
     def load(self) -> LocalGenerator:
         """Load the model now (it loads on first use otherwise), e.g. before a server takes requests."""
         self._load()

@@ -208,6 +208,10 @@ class RAG:
     def _prepare(self, question: str, filters: Mapping[str, Any] | None) -> tuple[_Ledger, Any]:
         check_query(question)
         ledger = _Ledger()
+        if getattr(self.generator, "loaded", True) is False:  # a first question: load the LLM as its own stage
+            t = time.perf_counter()
+            self.generator.load()
+            ledger.add("load", t, _name(self.generator))
         hits = self.retrieve(question, filters, ledger)
         t = time.perf_counter()
         packed = self.pack(question, hits)

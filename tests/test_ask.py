@@ -39,6 +39,19 @@ def test_flag_keeps_the_answer_and_marks_each_claim(docs_kb: Any) -> None:
     assert gen.prompts[0][0]["role"] == "system"
 
 
+def test_a_first_load_of_the_llm_is_its_own_stage(docs_kb: Any) -> None:
+    class Lazy(Scripted):
+        loaded = False
+
+        def load(self) -> None:
+            self.loaded = True
+
+    gen = Lazy("API keys must be rotated every 90 days [1].")
+    rag = pipeline(docs_kb, gen)
+    assert [s["stage"] for s in rag.ask(KEYS_Q).trace["stages"]][:2] == ["load", "retrieve"]
+    assert rag.ask(KEYS_Q).trace["stages"][0]["stage"] == "retrieve"  # loaded once
+
+
 def test_strict_abstains_and_shows_the_best_evidence(docs_kb: Any) -> None:
     gen = Scripted("API keys must be rotated every 90 days [1]. The moon is made of green cheese [1].")
     a = pipeline(docs_kb, gen, policy="strict").ask(KEYS_Q)

@@ -100,24 +100,30 @@ def rebuild(kb: Collection, *, progress: bool = False) -> IndexResult:
 class ReadWriteLock:
     """Many readers or one writer, within a process: searches hold it shared, the apply-and-commit step of a
     write holds it exclusively, so a search sees the collection either before or after a write, never half of
-    it. Reads re-enter freely (a hybrid search reads twice); a writer waits for the readers in flight, and
-    readers that arrive while a write applies wait for it. Chunking and embedding happen outside it, so
-    searches go on while a write embeds."""
+    it. Chunking and embedding happen outside it, so searches go on while a write embeds.
+
+    A waiting writer goes first: new readers wait for it, so a steady stream of searches cannot starve a write.
+    A thread that already reads may read again (a hybrid search reads once per run) without waiting."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._waiting = 0  # writers waiting
+        self._depth = threading.local()  # this thread's nested reads
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
         with self._cond:
-            while self._writer:
+            while self._writer or (self._waiting and not depth):
                 self._cond.wait()
             self._readers += 1
+        self._depth.n = depth + 1
         try:
             yield
         finally:
+            self._depth.n = depth
             with self._cond:
                 self._readers -= 1
                 self._cond.notify_all()
@@ -125,8 +131,12 @@ class ReadWriteLock:
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             self._writer = True
         try:
             yield

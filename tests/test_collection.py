@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -419,3 +420,42 @@ def test_dense_search_uses_the_gpu_searcher_only_for_unfiltered_flat(monkeypatch
     idx.add(np.array([501]), vecs[1:2])
     idx.search(vecs[:1], 1)
     assert len(calls) == 2
+
+
+def test_read_write_lock_lets_a_waiting_writer_go_first_and_nested_reads_through():
+    import threading
+
+    from rag.indexers.writes import ReadWriteLock
+
+    lock, order = ReadWriteLock(), []
+    a_reading, a_done = threading.Event(), threading.Event()
+
+    def until(pred):
+        deadline = time.monotonic() + 5
+        while not pred() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def reader_a():
+        with lock.read():
+            a_reading.set()
+            until(lambda: lock._waiting == 1)  # the writer is blocked on us
+            with lock.read():  # a nested read must not wait behind the writer (that would deadlock)
+                order.append("a-nested")
+        a_done.set()
+
+    def writer():
+        a_reading.wait(5)
+        with lock.write():
+            order.append("write")
+
+    def reader_b():
+        until(lambda: lock._waiting == 1)  # arrives while the writer waits: goes after it
+        with lock.read():
+            order.append("b")
+
+    threads = [threading.Thread(target=f) for f in (reader_a, writer, reader_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert a_done.is_set() and order == ["a-nested", "write", "b"]

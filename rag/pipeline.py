@@ -19,8 +19,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -325,10 +326,11 @@ class RAG:
 
         return list(await asyncio.gather(*(one(q) for q in questions)))
 
-    async def astream(self, question: str, filters: Mapping[str, Any] | None = None) -> AsyncIterator[AskEvent]:
+    async def astream(self, question: str, filters: Mapping[str, Any] | None = None) -> AsyncGenerator[AskEvent, None]:
         """:meth:`stream` without blocking the event loop (the pipeline runs in a worker thread); stopping early
         stops the generation."""
         from rag.aio import iterate_in_thread
 
-        async for ev in iterate_in_thread(lambda: self.stream(question, filters)):
-            yield ev
+        async with contextlib.aclosing(iterate_in_thread(lambda: self.stream(question, filters))) as events:
+            async for ev in events:
+                yield ev

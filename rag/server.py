@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -298,16 +299,15 @@ def _event(name: str, data: Any) -> str:
 
 async def _sse(rag: Any, question: str, filters: Mapping[str, Any] | None) -> AsyncIterator[str]:
     """Server-sent events of one answer; a client that disconnects stops the generation."""
-    from rag.aio import iterate_in_thread
-
     try:
-        async for ev in iterate_in_thread(lambda: rag.stream(question, filters)):
-            if ev.type == "hits":
-                yield _event("hits", {"hits": [h.to_dict() for h in ev.hits]})
-            elif ev.type == "token" and ev.text:
-                yield _event("token", {"text": ev.text})
-            elif ev.answer is not None:
-                yield _event("answer", ev.answer.to_dict())
+        async with contextlib.aclosing(rag.astream(question, filters)) as events:  # closed at once on hang-up
+            async for ev in events:
+                if ev.type == "hits":
+                    yield _event("hits", {"hits": [h.to_dict() for h in ev.hits]})
+                elif ev.type == "token" and ev.text:
+                    yield _event("token", {"text": ev.text})
+                elif ev.answer is not None:
+                    yield _event("answer", ev.answer.to_dict())
     except RagError as e:
         yield _event("error", error_body(status_of(e), str(e), type(e).__name__)["error"])
     except Exception as e:  # the response has started: the status cannot change, so say it in the stream

@@ -13,6 +13,7 @@ then one chunk with the sources and flags (and, when the policy changed the text
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -116,8 +117,6 @@ def add_openai_routes(app: FastAPI, pick: Any, served: dict[str, Any]) -> None:
 
 
 async def _chunks(rag: Any, question: str, cid: str, created: int, model: str) -> AsyncIterator[str]:
-    from rag.aio import iterate_in_thread
-
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
@@ -126,15 +125,15 @@ async def _chunks(rag: Any, question: str, cid: str, created: int, model: str) -
     yield chunk({"role": "assistant", "content": ""})
     shown: list[str] = []
     try:
-        async for ev in iterate_in_thread(lambda: rag.stream(question)):
-            if ev.type == "token" and ev.text:
-                shown.append(ev.text)
-                yield chunk({"content": ev.text})
-            elif ev.answer is not None:
-                answer = ev.answer
-                text = "".join(shown) if shown else ""
-                tail = footer(answer, text) if shown else answer.text + footer(answer, answer.text)
-                yield chunk({"content": tail}, "stop", usage=_usage(answer))
+        async with contextlib.aclosing(rag.astream(question)) as events:  # closed at once on hang-up
+            async for ev in events:
+                if ev.type == "token" and ev.text:
+                    shown.append(ev.text)
+                    yield chunk({"content": ev.text})
+                elif ev.answer is not None:
+                    answer = ev.answer
+                    tail = footer(answer, "".join(shown)) if shown else answer.text + footer(answer, answer.text)
+                    yield chunk({"content": tail}, "stop", usage=_usage(answer))
     except Exception as e:  # the response has started: report the error in the stream, as OpenAI does
         status = status_of(e) if isinstance(e, RagError) else 500
         yield f"data: {json.dumps(error_body(status, str(e), type(e).__name__))}\n\n"

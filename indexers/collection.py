@@ -1,58 +1,68 @@
-"""A collection: a directory holding a document store and its BM25 and dense indexes.
+"""A collection: documents, chunks and their BM25 and dense indexes, behind one interface and two stores.
 
-Layout: ``manifest.json`` (written last), ``store.duckdb`` (documents, chunks, metadata),
-``bm25-<generation>.npz`` and ``dense-<generation>.faiss``. Every write (add, update, delete, rebuild)
-produces a new generation: new rows tagged with it, new payload files, then the manifest. A crash
-before the manifest is renamed into place leaves the previous generation in force; the next writer
-rolls back the rows the crash left behind. One writer at a time (a lock file); a second one gets
-:class:`~rag.errors.CollectionLockedError` at once.
+* a directory (the embedded default, :class:`~rag.indexers.directory.DirectoryCollection`): DuckDB + FAISS +
+  the BM25 payload in one folder, for one machine;
+* a PostgreSQL database with pgvector (:class:`~rag.connectors.pg_store.PgCollection`, extra ``pg``): the
+  shared store when several processes or machines index and search; BM25 stays in the application.
+
+:meth:`Collection.open` and :meth:`Collection.create` take either a directory or a ``postgresql://`` URL and
+return the matching kind, so pipeline code does not change with the store. What both offer is defined here:
+reads (:meth:`get`, :meth:`ids`, :meth:`fields`, :meth:`search`, :meth:`retriever`), writes (:meth:`add`,
+:meth:`update`, :meth:`delete`, :meth:`rebuild`) and the ranked runs the retrievers use
+(:meth:`bm25_hits`, :meth:`dense_hits`).
 
 Example:
     >>> kb = Collection.create("kb", encoder=None)                 # doctest: +SKIP
+    >>> kb = Collection.open("postgresql://app@db/rag?collection=kb")  # doctest: +SKIP
     >>> kb.add([Doc("Rotate the keys every 90 days.", id="keys")])  # doctest: +SKIP
     >>> kb.search("how often are keys rotated?", mode="bm25", k=1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
-import datetime as dt
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.errors import CollectionLockedError, ConfigError, IndexFormatError
+from rag.errors import ConfigError
 from rag.indexers import writes
-from rag.indexers.bm25_index import BM25Index, BM25Params
-from rag.indexers.chunking import Chunker
-from rag.indexers.dense_index import DenseIndex, DenseParams
-from rag.indexers.manifest import (
-    FORMAT_VERSION,
-    MANIFEST,
-    TYPE,
-    read_manifest,
-    verify_payload,
-)
-from rag.indexers.store import DocStore
-from rag.indexers.tokenize import Tokenizer
 from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder, Retriever
 from rag.types import Doc, Hit
 
+if TYPE_CHECKING:
+    from rag.indexers.bm25_index import BM25Index
+
 MODES = ("bm25", "dense", "hybrid")
 
-
-def _encoder_name(enc: Any) -> str:
-    return str(getattr(enc, "name", type(enc).__name__))
+__all__ = ["MODES", "Collection", "IndexResult", "is_store_url", "make_encoder"]
 
 
-def _encoder_dim(enc: Any) -> int:
-    dim = getattr(enc, "dim", None)
-    return int(dim) if dim else int(enc.encode(["dimension probe"]).shape[1])
+def is_store_url(where: str | Path) -> bool:
+    """Whether ``where`` names a database store (``postgresql://...``) rather than a directory."""
+    return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
+
+
+def collection_exists(where: str | Path) -> bool:
+    """Whether a collection exists at ``where`` (a directory with a manifest, or a schema in the database)."""
+    if is_store_url(where):
+        from rag.connectors.pg_store import PgCollection
+
+        return PgCollection.exists(str(where))
+    return (Path(where) / "manifest.json").exists()
+
+
+def collection_name(where: str | Path) -> str:
+    """A collection's short name: its directory's name, or the URL's ``collection`` parameter."""
+    if is_store_url(where):
+        from rag.connectors.pg_schema import parse_url
+
+        return parse_url(str(where))[1]
+    return Path(where).resolve().name
 
 
 def make_encoder(encoder: str | Encoder | None) -> Encoder | None:
@@ -64,115 +74,80 @@ def make_encoder(encoder: str | Encoder | None) -> Encoder | None:
     return SentenceTransformerEncoder(encoder)
 
 
-class Collection:
-    """Documents plus their BM25 and dense indexes, persisted in one directory.
+def encoder_name(enc: Any) -> str:
+    return str(getattr(enc, "name", type(enc).__name__))
 
-    Use :meth:`create` and :meth:`open`; see the module docstring for an example.
+
+def encoder_dim(enc: Any) -> int:
+    dim = getattr(enc, "dim", None)
+    return int(dim) if dim else int(enc.encode(["dimension probe"]).shape[1])
+
+
+class Collection(abc.ABC):
+    """Documents plus their BM25 and dense indexes; open one with :meth:`open` or make one with :meth:`create`.
+
+    Attributes every kind has: ``location`` (the directory or the URL without its password, for messages),
+    ``name``, ``encoder``, ``read_only``, ``manifest`` (settings and counts), ``rw`` (the in-process
+    read-write lock) and ``model_root`` (where models trained for this collection are kept, or None).
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], encoder: Encoder | None, read_only: bool) -> None:
-        self.path = path
-        self.manifest = manifest
-        self.encoder = encoder
-        self.read_only = read_only
-        p = manifest["params"]
-        self.chunker = Chunker(**p["chunk"])
-        self._store: DocStore | None = None
-        self._bm25: BM25Index | None = None
-        self._dense: DenseIndex | None = None
-        self.rw = writes.ReadWriteLock()
+    location: str
+    name: str
+    encoder: Encoder | None
+    read_only: bool
+    manifest: dict[str, Any]
+    rw: writes.ReadWriteLock
+    model_root: Path | None = None
+    supports_tables = True
 
     # ------------------------------------------------------------------ create / open
     @classmethod
-    def create(
-        cls,
-        path: str | Path,
-        *,
-        encoder: str | Encoder | None = "default",
-        chunk_size: int = 200,
-        chunk_overlap: int = 40,
-        bm25: BM25Params | None = None,
-        tokenizer: Tokenizer | None = None,
-        dense: DenseParams | str = "flat",
-        exist_ok: bool = False,
-    ) -> Collection:
-        """Create an empty collection at ``path`` (a new or empty directory).
-
-        Args:
-            encoder: ``"default"`` (all-MiniLM-L6-v2, offline), a HF id or local path, an Encoder
-                object, or None for a BM25-only collection.
-            chunk_size: words per chunk (0: keep documents whole); ``chunk_overlap`` words shared.
-            bm25: BM25 parameters; ``tokenizer`` its tokeniser.
-            dense: ``"flat"``, ``"hnsw"``, ``"ivf"`` or :class:`DenseParams`.
-            exist_ok: open the collection if one already exists at ``path``.
+    def create(cls, where: str | Path, **options: Any) -> Collection:
+        """Create an empty collection in a new or empty directory, or in a PostgreSQL database
+        (``postgresql://user@host/db?collection=NAME``). Options: see
+        :meth:`DirectoryCollection.create <rag.indexers.directory.DirectoryCollection.create>` (the same for both).
         """
-        path = Path(path)
-        if (path / MANIFEST).exists():
-            if exist_ok:
-                return cls.open(path, encoder=None if encoder == "default" else encoder)
-            raise ConfigError(f"a collection already exists at {path}; open it with Collection.open()")
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(f"{path} exists and is not an empty directory; choose a new path for the collection")
-        enc = make_encoder(encoder)
-        dense_p = DenseParams(kind=dense) if isinstance(dense, str) else dense
-        chunker = Chunker(chunk_size, chunk_overlap if chunk_size else 0)
-        bm = BM25Index(bm25, tokenizer)
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        manifest: dict[str, Any] = {
-            "type": TYPE,
-            "format_version": FORMAT_VERSION,
-            "pilotfish_version": writes.package_version(),
-            "generation": 0,
-            "created": now,
-            "updated": now,
-            "params": {"chunk": asdict(chunker), **bm.config(), "dense": asdict(dense_p)},
-            "encoder": None if enc is None else {"name": _encoder_name(enc), "dim": _encoder_dim(enc)},
-            "counts": {"documents": 0, "chunks": 0},
-            "payloads": {},
-            "store": "store.duckdb",
-        }
-        path.mkdir(parents=True, exist_ok=True)
-        self = cls(path, manifest, enc, read_only=False)
-        self._bm25 = bm
-        if enc is not None:
-            self._dense = DenseIndex(manifest["encoder"]["dim"], dense_p)
-        with writes.locked(self):
-            self._store_()
-            writes.commit(self, 0)
-        return self
+        if is_store_url(where):
+            from rag.connectors.pg_store import PgCollection
+
+            return PgCollection.create(str(where), **options)
+        from rag.indexers.directory import DirectoryCollection
+
+        return DirectoryCollection.create(where, **options)
 
     @classmethod
-    def open(cls, path: str | Path, *, encoder: str | Encoder | None = None, read_only: bool = False) -> Collection:
-        """Open an existing collection.
+    def open(cls, where: str | Path, *, encoder: str | Encoder | None = None, read_only: bool = False) -> Collection:
+        """Open an existing collection: a directory or a ``postgresql://`` URL.
 
         Args:
-            encoder: leave None to load the encoder the collection was built with; an encoder given
-                here must have the same name and dimension (else :class:`IndexFormatError`).
-            read_only: open the document store read-only (searching only); several read-only
-                processes can share a collection.
+            encoder: leave None to load the encoder the collection was built with; an encoder given here must have
+                the same name and dimension (else :class:`~rag.errors.IndexFormatError`).
+            read_only: searching only; several read-only processes can share a directory collection, and a
+                read-only PostgreSQL collection can be opened on a read replica.
         """
-        path = Path(path)
-        manifest = read_manifest(path)
-        info = manifest.get("encoder")
-        enc = make_encoder(encoder) if encoder is not None else None
-        if enc is not None:
-            if info is None:
-                raise IndexFormatError(f"collection {path} has no dense index; open it without encoder=")
-            name, dim = _encoder_name(enc), _encoder_dim(enc)
-            if name != info["name"] or dim != info["dim"]:
-                raise IndexFormatError(
-                    f"collection {path} was built with encoder {info['name']!r} (dim {info['dim']}); "
-                    f"got {name!r} (dim {dim}). Open it without encoder=, or re-index into a new "
-                    "collection with the new encoder."
-                )
-        elif info is not None:
-            enc = make_encoder(info["name"])
-        return cls(path, manifest, enc, read_only)
+        if is_store_url(where):
+            from rag.connectors.pg_store import PgCollection
 
+            return PgCollection.open(str(where), encoder=encoder, read_only=read_only)
+        from rag.indexers.directory import DirectoryCollection
+
+        return DirectoryCollection.open(where, encoder=encoder, read_only=read_only)
+
+    @staticmethod
+    def destroy(where: str | Path) -> None:
+        """Delete a collection: its directory (checked to be one first) or its PostgreSQL schema."""
+        if is_store_url(where):
+            from rag.connectors.pg_store import PgCollection
+
+            PgCollection.destroy(str(where))
+            return
+        from rag.indexers.directory import DirectoryCollection
+
+        DirectoryCollection.destroy(where)
+
+    @abc.abstractmethod
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        """Release the store's connections (the collection can not be used afterwards)."""
 
     def __enter__(self) -> Collection:
         return self
@@ -181,13 +156,16 @@ class Collection:
         self.close()
 
     def __repr__(self) -> str:
-        c = self.manifest["counts"]
-        enc = (self.manifest["encoder"] or {}).get("name")
-        return f"Collection({str(self.path)!r}, documents={c['documents']}, chunks={c['chunks']}, encoder={enc!r})"
+        enc = (self.manifest.get("encoder") or {}).get("name")
+        return (
+            f"{type(self).__name__}({self.location!r}, documents={len(self)}, chunks={self.num_chunks}, "
+            f"encoder={enc!r})"
+        )
 
     # ------------------------------------------------------------------ properties
     @property
     def generation(self) -> int:
+        """Counts committed writes; a search sees one generation."""
         return int(self.manifest["generation"])
 
     def __len__(self) -> int:
@@ -202,50 +180,10 @@ class Collection:
     def has_dense(self) -> bool:
         return self.manifest.get("encoder") is not None
 
-    def _store_(self) -> DocStore:
-        if self._store is None:
-            try:
-                self._store = DocStore(self.path / self.manifest["store"], read_only=self.read_only)
-            except IndexFormatError as e:
-                if "lock" in str(e).lower():
-                    raise CollectionLockedError(
-                        f"collection {self.path} is in use by another process that opened it for writing; "
-                        "close it there (or open both read_only=True to share it), then retry"
-                    ) from e
-                raise
-        return self._store
-
-    @property
-    def store(self) -> DocStore:
-        return self._store_()
-
-    @property
-    def bm25(self) -> BM25Index:
-        if self._bm25 is None:
-            self._bm25 = BM25Index.load(verify_payload(self.path, self.manifest["payloads"]["bm25"]))
-        return self._bm25
-
-    @property
-    def dense(self) -> DenseIndex:
-        if not self.has_dense:
-            raise ConfigError(f"collection {self.path} has no dense index (created with encoder=None); use mode='bm25'")
-        if self._dense is None:
-            f = verify_payload(self.path, self.manifest["payloads"]["dense"])
-            self._dense = DenseIndex.load(
-                f, self.manifest["encoder"]["dim"], DenseParams(**self.manifest["params"]["dense"])
-            )
-        return self._dense
-
+    @abc.abstractmethod
     def load(self) -> Collection:
-        """Load the indexes and the encoder now (they load lazily otherwise) and warm them up, so
-        the first search is as fast as the next. Returns the collection."""
-        self.bm25.search(["warm up"], k=1)
-        self.hits(self.bm25.ords[:1], np.zeros(1), "warm-up")  # the store's first query is slow
-        if self.has_dense:
-            _ = self.dense
-            if self.encoder is not None:
-                self.encoder.encode(["warm up"])
-        return self
+        """Load the indexes and the encoder now (they load lazily otherwise) and warm them up, so the first
+        search is as fast as the next. Returns the collection."""
 
     # ------------------------------------------------------------------ reads
     def reading(self) -> contextlib.AbstractContextManager[None]:
@@ -253,27 +191,40 @@ class Collection:
         block ends). Each search holds it on its own; use this around a group of them."""
         return self.rw.read()
 
+    @abc.abstractmethod
     def get(self, ids: Sequence[str]) -> list[Doc]:
         """Chunks of the given document ids, in document then position order."""
-        return self.store.chunks_of(ids, self.generation)
 
+    @abc.abstractmethod
     def ids(self) -> list[str]:
         """All document ids, sorted."""
-        return self.store.doc_ids(self.generation)
 
+    @abc.abstractmethod
     def fields(self) -> set[str]:
         """Metadata fields that filters can use."""
-        return self.store.fields(self.generation)
 
+    @property
+    @abc.abstractmethod
+    def bm25(self) -> BM25Index:
+        """The BM25 index (in memory, for both stores)."""
+
+    @abc.abstractmethod
     def allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         """Ordinals of the chunks matching ``filters`` (None for no filter)."""
-        return None if not filters else self.store.filter_ords(filters, self.generation)
 
+    @abc.abstractmethod
     def hits(self, ords: np.ndarray, scores: np.ndarray, source: str) -> list[Hit]:
         """Hits for result ordinals (``-1`` entries are padding and dropped)."""
-        keep = [(int(o), float(s)) for o, s in zip(ords, scores, strict=True) if o >= 0]
-        docs = self.store.chunks([o for o, _ in keep])
-        return [Hit(doc=docs[o], score=s, source=source) for o, s in keep if o in docs]
+
+    def bm25_hits(self, query: str, k: int, filters: Mapping[str, Any] | None) -> list[Hit]:
+        """The BM25 run: the top ``k`` chunks for ``query`` among those matching ``filters``."""
+        ords, scores = self.bm25.search([query], k=k, allowed=self.allowed(filters))
+        return self.hits(ords[0], scores[0], "bm25")
+
+    @abc.abstractmethod
+    def dense_hits(self, query_vec: np.ndarray, k: int, filters: Mapping[str, Any] | None) -> list[Hit]:
+        """The dense run: the ``k`` chunks nearest (cosine) to the embedded query ``query_vec`` (shape (1, dim))
+        among those matching ``filters``."""
 
     def retriever(
         self, mode: str = "hybrid", k: int = 10, filters: Mapping[str, Any] | None = None, **options: Any
@@ -294,7 +245,7 @@ class Collection:
         if mode == "dense":
             return DenseRetriever(self, k=k, filters=filters, **options)
         if not self.has_dense:
-            raise ConfigError(f"collection {self.path} has no dense index, so no hybrid search; use mode='bm25'")
+            raise ConfigError(f"collection {self.location} has no dense index, so no hybrid search; use mode='bm25'")
         return Hybrid(BM25Retriever(self, filters=filters), DenseRetriever(self, filters=filters), k=k, **options)
 
     def search(
@@ -304,25 +255,19 @@ class Collection:
         return self.retriever(mode).retrieve(query, k=k, filters=filters)
 
     # ------------------------------------------------------------------ writes
+    @abc.abstractmethod
     def add(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Add documents. A document whose id is already stored is replaced when its text or
         metadata changed and left alone when not, so re-indexing the same files updates in place."""
-        return writes.write(self, writes.as_docs(docs), must_exist=False, progress=progress)
 
+    @abc.abstractmethod
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Replace stored documents; every id must exist (else :class:`DocumentNotFoundError`)."""
-        return writes.write(self, writes.as_docs(docs), must_exist=True, progress=progress)
 
+    @abc.abstractmethod
     def delete(self, ids: Iterable[str]) -> IndexResult:
         """Delete documents (and their chunks) by id; ids not stored are ignored."""
-        return writes.write(self, [], must_exist=False, progress=False, delete=list(ids))
 
+    @abc.abstractmethod
     def rebuild(self, *, progress: bool = False) -> IndexResult:
-        """Rebuild the BM25 and dense indexes from the document store (repairs damaged payloads)."""
-        return writes.rebuild(self, progress=progress)
-
-    @staticmethod
-    def destroy(path: str | Path) -> None:
-        """Delete a collection directory (checks that it is one first)."""
-        read_manifest(Path(path))
-        shutil.rmtree(path)
+        """Rebuild the indexes from the stored documents (repairs damaged payloads or a damaged ANN index)."""

@@ -1,4 +1,5 @@
-"""Metadata filters, translated to DuckDB SQL over the JSON ``meta`` column.
+"""Metadata filters, translated to SQL over the JSON ``meta`` column: DuckDB's (the directory store) or
+PostgreSQL's (``dialect="postgres"``, the pgvector store, where ``meta`` is JSONB).
 
 A filter is a mapping from a metadata field to a condition:
 
@@ -39,7 +40,25 @@ def _kind(value: Any) -> str:
     )
 
 
-def _expr(field: str, kind: str) -> str:
+_NUM_RE = r"'^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$'"
+_DATE_RE = r"'^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?$'"
+
+
+def _pg_expr(field: str, kind: str) -> str:
+    """PostgreSQL has no TRY_CAST: a value that does not parse as the kind is NULL (so it matches nothing)."""
+    v = f"(meta->>'{field}')"
+    if kind == "num":
+        return f"(CASE WHEN {v} ~ {_NUM_RE} THEN {v}::float8 END)"
+    if kind == "date":
+        return f"(CASE WHEN {v} ~ {_DATE_RE} THEN {v}::timestamp END)"
+    if kind == "bool":
+        return f"(CASE WHEN lower({v}) IN ('true', 'false', 't', 'f', '1', '0') THEN {v}::boolean END)"
+    return v
+
+
+def _expr(field: str, kind: str, dialect: str = "duckdb") -> str:
+    if dialect == "postgres":
+        return _pg_expr(field, kind)
     path = f"'$.\"{field}\"'"
     if kind == "num":
         return f"TRY_CAST(json_extract_string(meta, {path}) AS DOUBLE)"
@@ -60,8 +79,12 @@ def _param(value: Any, kind: str) -> Any:
     return value
 
 
-def to_sql(filters: Mapping[str, Any] | None, known_fields: Iterable[str]) -> tuple[str, list[Any]]:
-    """Return ``(where_clause, params)``; the clause is ``TRUE`` for no filters."""
+def to_sql(
+    filters: Mapping[str, Any] | None, known_fields: Iterable[str], dialect: str = "duckdb"
+) -> tuple[str, list[Any]]:
+    """Return ``(where_clause, params)``; the clause is ``TRUE`` for no filters. Parameters are marked ``?``
+    (DuckDB) or ``%s`` (``dialect="postgres"``, psycopg)."""
+    mark = "%s" if dialect == "postgres" else "?"
     if not filters:
         return "TRUE", []
     if not isinstance(filters, Mapping):
@@ -88,13 +111,13 @@ def to_sql(filters: Mapping[str, Any] | None, known_fields: Iterable[str]) -> tu
                     continue
                 kinds = {_kind(v) for v in values}
                 kind = kinds.pop() if len(kinds) == 1 else "str"
-                marks = ", ".join("?" for _ in values)
+                marks = ", ".join(mark for _ in values)
                 neg = "NOT " if op == "$nin" else ""
-                clauses.append(f"{_expr(field, kind)} {neg}IN ({marks})")
+                clauses.append(f"{_expr(field, kind, dialect)} {neg}IN ({marks})")
                 params.extend(_param(v, kind) if kind != "str" else str(v) for v in values)
             elif op in _OPS:
                 kind = _kind(value)
-                clauses.append(f"{_expr(field, kind)} {_OPS[op]} ?")
+                clauses.append(f"{_expr(field, kind, dialect)} {_OPS[op]} {mark}")
                 params.append(_param(value, kind))
             else:
                 raise ConfigError(

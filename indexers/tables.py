@@ -36,6 +36,7 @@ from rag.types import Doc
 
 if TYPE_CHECKING:
     from rag.indexers.collection import Collection
+    from rag.indexers.directory import DirectoryCollection
     from rag.indexers.writes import IndexResult
 
 SCHEMA = "tbl"
@@ -182,7 +183,7 @@ def _existing(con: Any) -> set[str]:
     return {r[0] for r in rows}
 
 
-def table_cards(collection: Collection) -> dict[str, dict[str, Any]]:
+def table_cards(collection: DirectoryCollection) -> dict[str, dict[str, Any]]:
     """The visible table cards' metadata, by card id."""
     return collection.store.metas(collection.generation, "table")
 
@@ -204,10 +205,20 @@ def add_tables(
     types, value ranges, frequent values); ``describe``, a generator (the LLM), adds a one-sentence description
     it writes from that card. Re-adding an unchanged table changes nothing (with a greedy ``describe``).
     """
-    if collection.read_only:
-        from rag.errors import ConfigError
+    from rag.errors import ConfigError
 
-        raise ConfigError(f"collection {collection.path} is open read-only; open it for writing to add tables")
+    if collection.read_only:
+        raise ConfigError(f"collection {collection.location} is open read-only; open it for writing to add tables")
+    sources = list(sources)
+    if not sources:
+        return TableReport()
+    from rag.indexers.directory import DirectoryCollection
+
+    if not isinstance(collection, DirectoryCollection):
+        raise ConfigError(
+            f"collection {collection.location} cannot hold tables (a PostgreSQL store keeps documents only); "
+            "index tables into a directory collection"
+        )
     report = TableReport()
     con = collection.store.con
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")

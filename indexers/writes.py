@@ -29,6 +29,7 @@ from rag.types import Doc, content_id
 
 if TYPE_CHECKING:
     from rag.indexers.collection import Collection
+    from rag.indexers.directory import DirectoryCollection
 
 
 def _fault(point: str) -> None:
@@ -74,7 +75,7 @@ def as_docs(docs: Iterable[Doc | str]) -> list[Doc]:
     return out
 
 
-def rebuild(kb: Collection, *, progress: bool = False) -> IndexResult:
+def rebuild(kb: DirectoryCollection, *, progress: bool = False) -> IndexResult:
     """Rebuild the BM25 and dense indexes from the document store (repairs damaged payloads)."""
     check_writable(kb)
     with locked(kb):
@@ -148,11 +149,11 @@ class ReadWriteLock:
 
 def check_writable(kb: Collection) -> None:
     if kb.read_only:
-        raise ConfigError(f"collection {kb.path} was opened read_only; open it with read_only=False to write")
+        raise ConfigError(f"collection {kb.location} was opened read_only; open it with read_only=False to write")
 
 
 @contextlib.contextmanager
-def locked(kb: Collection) -> Iterator[None]:
+def locked(kb: DirectoryCollection) -> Iterator[None]:
     fd = os.open(kb.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -166,7 +167,7 @@ def locked(kb: Collection) -> Iterator[None]:
         os.close(fd)
 
 
-def refresh(kb: Collection) -> None:
+def refresh(kb: DirectoryCollection) -> None:
     """Pick up a generation committed by another process since this one was loaded."""
     current = read_manifest(kb.path)
     if current["generation"] != kb.generation:
@@ -189,7 +190,7 @@ def encode_texts(kb: Collection, texts: Sequence[str], progress: bool) -> np.nda
 
 
 def write(
-    kb: Collection, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
+    kb: DirectoryCollection, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
 ) -> IndexResult:
     check_writable(kb)
     with locked(kb):
@@ -255,7 +256,7 @@ def write(
         )
 
 
-def commit(kb: Collection, gen: int) -> None:
+def commit(kb: DirectoryCollection, gen: int) -> None:
     old = {e["file"] for e in kb.manifest["payloads"].values()}
     payloads = {}
     bm_file = f"bm25-{gen:06d}.npz"
@@ -288,7 +289,7 @@ def commit(kb: Collection, gen: int) -> None:
     kb.store.vacuum(gen)
 
 
-def remove_orphans(kb: Collection, keep: set[str]) -> None:
+def remove_orphans(kb: DirectoryCollection, keep: set[str]) -> None:
     for f in kb.path.iterdir():
         if f.name.startswith(("bm25-", "dense-")) and f.name not in keep:
             with contextlib.suppress(OSError):

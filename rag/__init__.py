@@ -24,6 +24,7 @@ from rag.errors import (
     QueryError,
     RagError,
     SourceError,
+    StoreUnavailableError,
     UnsafeQueryError,
 )
 from rag.types import Answer, Claim, Doc, Hit, SubQuery
@@ -32,6 +33,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Collection": "rag.indexers.collection",
+    "DirectoryCollection": "rag.indexers.directory",
+    "PgCollection": "rag.connectors.pg_store",
     "IndexResult": "rag.indexers.writes",
     "BM25Index": "rag.indexers.bm25_index",
     "BM25Params": "rag.indexers.bm25_index",
@@ -82,6 +85,7 @@ __all__ = [
     "DenseIndex",
     "DenseParams",
     "DenseRetriever",
+    "DirectoryCollection",
     "Doc",
     "DocumentNotFoundError",
     "Extractive",
@@ -97,6 +101,7 @@ __all__ = [
     "MultiHopRetriever",
     "NLIVerifier",
     "OpenAIGenerator",
+    "PgCollection",
     "PromptedDecomposer",
     "QueryError",
     "RagError",
@@ -104,6 +109,7 @@ __all__ = [
     "RuleDecomposer",
     "SentenceTransformerEncoder",
     "SourceError",
+    "StoreUnavailableError",
     "SubQuery",
     "TableRetriever",
     "Tokenizer",

@@ -40,7 +40,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.connectors.postgres import is_postgres_url, read_postgres
     from rag.connectors.tables import is_table_file
     from rag.errors import SourceError
-    from rag.indexers.collection import Collection, IndexResult
+    from rag.indexers.collection import Collection, IndexResult, collection_exists
     from rag.indexers.tables import add_tables
 
     tables: list[Any] = []
@@ -62,7 +62,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             skipped.extend(bad)
         except SourceError as e:
             skipped.append(Skipped(e.source, e.reason))
-    if Path(args.collection, "manifest.json").exists():
+    if collection_exists(args.collection):
         kb = Collection.open(args.collection)
     else:
         encoder = None if args.encoder.lower() == "none" else args.encoder
@@ -78,12 +78,16 @@ def cmd_index(args: argparse.Namespace) -> int:
         for i in range(0, len(docs), args.batch):
             res: IndexResult = kb.add(docs[i : i + args.batch], progress=not args.quiet)
             totals.update({k: v for k, v in vars(res).items()})
+        if tables and not kb.supports_tables:
+            why = "tables need a directory collection (the PostgreSQL store keeps documents only)"
+            skipped.extend(Skipped(str(getattr(t, "source", t)), why) for t in tables)
+            tables = []
         report = add_tables(kb, tables, root=root, progress=not args.quiet)
         skipped.extend(report.skipped)
         if report.result is not None:
             totals.update({k: v for k, v in vars(report.result).items()})
         summary = {
-            "collection": str(kb.path),
+            "collection": kb.location,
             "files": len(files),
             "documents": len(docs),
             "tables": len(report.cards),
@@ -100,7 +104,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"{len(files)} files read ({bad_files} skipped), {len(report.cards)} "
             f"table{'' if len(report.cards) == 1 else 's'}: {totals['added']} "
             f"documents added, {totals['updated']} updated, {totals['unchanged']} unchanged; "
-            f"{totals['chunks_added']} chunks written. {kb.path} holds {len(kb)} documents in {kb.num_chunks} chunks."
+            f"{totals['chunks_added']} chunks written. {kb.location} holds {len(kb)} documents in "
+            f"{kb.num_chunks} chunks."
         )
     if skipped:
         print(f"skipped {len(skipped)}:", file=sys.stderr)
@@ -144,13 +149,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 def eval_collection(args: argparse.Namespace, corpus: Sequence[Any]) -> tuple[Any, Any]:
     """The collection ``--collection`` names (indexing ``corpus`` into it when new), or a temporary one;
     returns (collection, temporary directory or None)."""
-    from rag.indexers.collection import Collection
+    from rag.indexers.collection import Collection, collection_exists, is_store_url
 
     tmp = None
-    if args.collection and Path(args.collection, "manifest.json").exists():
+    if args.collection and collection_exists(args.collection):
         return Collection.open(args.collection, read_only=True), None  # evaluation only reads
     if args.collection:
-        path = Path(args.collection)
+        path = args.collection if is_store_url(args.collection) else Path(args.collection)
     else:
         tmp = tempfile.TemporaryDirectory(prefix="rag-eval-")
         path = Path(tmp.name) / "kb"
@@ -175,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.rerank:
             from rag.rerank import CrossEncoderReranker, Reranked
 
-            reranker = CrossEncoderReranker(args.rerank, collection=kb.path, max_candidates=args.rerank_depth)
+            reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=args.rerank_depth)
             retriever = Reranked(retriever, reranker, candidates=args.rerank_depth)
         t0 = time.perf_counter()
         scores = evaluate_retriever(retriever, queries, qrels, progress=not args.quiet)
@@ -206,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
     with _open(args, read_only=False) as kb:
         res = kb.rebuild(progress=True)
-        print(f"rebuilt the indexes of {kb.path} from {res.chunks_added} chunks")
+        print(f"rebuilt the indexes of {kb.location} from {res.chunks_added} chunks")
     return 0
 
 
@@ -214,14 +219,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     with _open(args) as kb:
         m = kb.manifest
         info = {
-            "path": str(kb.path),
+            "path": kb.location,
             "documents": len(kb),
             "chunks": kb.num_chunks,
             "generation": kb.generation,
             "encoder": m["encoder"],
             "params": m["params"],
             "fields": sorted(kb.fields()),
-            "payloads": m["payloads"],
+            **({"payloads": m["payloads"]} if "payloads" in m else {"schema_version": m.get("schema_version")}),
         }
     _print_json(info) if args.json else print(json.dumps(info, indent=2))
     return 0
@@ -230,7 +235,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     with _open(args, read_only=False) as kb:
         res = kb.delete(args.ids)
-        print(f"deleted {res.deleted} documents ({res.chunks_removed} chunks) from {kb.path}")
+        print(f"deleted {res.deleted} documents ({res.chunks_removed} chunks) from {kb.location}")
     return 0
 
 
@@ -245,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ix.add_argument("path", help="file, folder, or postgresql://user@host:port/db (its tables, read-only)")
     ix.add_argument("--pg-schema", default="public", help="schema whose tables a postgresql:// path reads")
-    ix.add_argument("--collection", required=True, help="collection directory (created if missing)")
+    ix.add_argument(
+        "--collection",
+        "--store",
+        required=True,
+        help="collection directory, or postgresql://... URL (--store); created if missing",
+    )
     ix.add_argument("--encoder", default="default", help="HF id or path of the embedder; 'none' for BM25 only")
     ix.add_argument("--chunk-size", type=int, default=200, help="words per chunk (0: whole documents)")
     ix.add_argument("--chunk-overlap", type=int, default=40)
@@ -257,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="search a collection")
     se.add_argument("query")
-    se.add_argument("--collection", required=True)
+    se.add_argument("--collection", "--store", required=True)
     se.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
     se.add_argument("--k", type=int, default=10)
     se.add_argument(
@@ -278,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--split", default="test")
     er.add_argument("--encoder", default="default")
     er.add_argument("--chunk-size", type=int, default=0, help="0 (default) indexes each document whole")
-    er.add_argument("--collection", help="reuse (or create and keep) the collection here")
+    er.add_argument("--collection", "--store", help="reuse (or create and keep) the collection here")
     er.add_argument("--max-queries", type=int, default=0)
     er.add_argument("--rerank", metavar="MODEL", help="rerank with this reranker (registry name, path or HF id)")
     er.add_argument("--rerank-depth", type=int, default=30, help="first-stage hits reranked (default 30)")
@@ -290,17 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ask.add_eval_cascade(evs)
 
     ri = sub.add_parser("reindex", help="rebuild a collection's indexes from its document store")
-    ri.add_argument("--collection", required=True)
+    ri.add_argument("--collection", "--store", required=True)
     ri.set_defaults(func=cmd_reindex)
 
     inf = sub.add_parser("info", help="show a collection's statistics and settings")
-    inf.add_argument("--collection", required=True)
+    inf.add_argument("--collection", "--store", required=True)
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=cmd_info)
 
     de = sub.add_parser("delete", help="delete documents by id")
     de.add_argument("ids", nargs="+")
-    de.add_argument("--collection", required=True)
+    de.add_argument("--collection", "--store", required=True)
     de.set_defaults(func=cmd_delete)
 
     from rag import cli_models, cli_serve

@@ -142,8 +142,8 @@ def cmd_eval_cascade(args: argparse.Namespace) -> int:
         if args.rerank:
             from rag.rerank import CrossEncoderReranker
 
-            reranker = CrossEncoderReranker(args.rerank, collection=kb.path, max_candidates=20)
-        verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.path)
+            reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=20)
+        verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.model_root)
         base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,
                    max_new_tokens=args.max_new_tokens)  # fmt: skip
         levels = levels_from(base, args.levels, max_new_tokens=args.max_new_tokens, base_url=args.base_url)
@@ -187,7 +187,7 @@ def add_eval_cascade(evs: Any) -> None:
         help="cheapest first: extractive (cost 0), local or hf:ID (cost 1), openai:M (cost 10)",
     )
     c.add_argument("--base-url", help="OpenAI-compatible server for openai: levels")
-    c.add_argument("--collection", help="reuse (or create and keep) the collection here")
+    c.add_argument("--collection", "--store", help="reuse (or create and keep) the collection here")
     c.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
     c.add_argument("--encoder", default="default")
     c.add_argument("--chunk-size", type=int, default=0)
@@ -241,7 +241,7 @@ def add_pipeline_args(a: argparse.ArgumentParser) -> None:
 def add_parsers(sub: Any) -> None:
     a = sub.add_parser("ask", help="answer a question from a collection, with citations and verified claims")
     a.add_argument("question")
-    a.add_argument("--collection", required=True)
+    a.add_argument("--collection", "--store", required=True)
     add_pipeline_args(a)
     a.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE")
     a.add_argument("--cascade", metavar="LEVELS", help="escalate: e.g. extractive,local,openai:MODEL (cheapest first)")

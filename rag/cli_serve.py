@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any
 
 
-def _collections(values: list[str]) -> dict[str, str] | list[str]:
-    """``DIR`` (named by its folder) or ``NAME=DIR`` for each ``--collection``."""
-    if not any("=" in v for v in values):
-        return values
-    named = {}
+def _collections(values: list[str]) -> dict[str, str]:
+    """``{name: DIR or URL}`` from ``--collection DIR`` (named by its folder), ``--store URL`` (named by its
+    ``collection`` parameter) or either as ``NAME=DIR`` / ``NAME=URL``."""
+    from rag.errors import ConfigError
+    from rag.indexers.collection import collection_name, is_store_url
+
+    named: dict[str, str] = {}
     for v in values:
-        name, _, path = v.rpartition("=")
-        named[name or os.path.basename(os.path.normpath(path))] = path
+        m = re.match(r"^([\w.\-]+)=(.+)$", v)
+        name, where = m.groups() if m and not is_store_url(v) else ("", v)
+        name = name or collection_name(where)
+        if name in named:
+            raise ConfigError(f"two collections are named {name!r}; serve them as NAME=DIR with distinct names")
+        named[name] = where
     return named
 
 
@@ -47,8 +54,14 @@ def add_parsers(sub: Any) -> None:
     from rag.cli_ask import add_pipeline_args
 
     s = sub.add_parser("serve", help="serve collections over HTTP: search, ask, documents, chat page, OpenAI API")
-    s.add_argument("--collection", action="append", required=True, metavar="[NAME=]DIR",
-                   help="collection to serve (repeat for several; the first is the default)")  # fmt: skip
+    s.add_argument(
+        "--collection",
+        "--store",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR|URL",
+        help="collection directory or postgresql:// URL (--store); repeat for several, the first is the default",
+    )
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default $PILOTFISH_TOKEN; unset: no auth)")

@@ -36,6 +36,10 @@ class CollectionLockedError(RagError):
     """Another writer holds the collection's write lock."""
 
 
+class StoreUnavailableError(RagError):
+    """A database store cannot be reached or lacks what it needs (server down, connection lost, no pgvector)."""
+
+
 class DocumentNotFoundError(RagError, KeyError):
     """A document id asked for is not in the collection."""
 

@@ -150,7 +150,7 @@ class RAG:
         if isinstance(reranker, str):
             from rag.rerank import CrossEncoderReranker
 
-            rr = CrossEncoderReranker(reranker, collection=kb.path)
+            rr = CrossEncoderReranker(reranker, collection=kb.model_root)
         dec: Any = decomposer
         if decomposer == "rules":
             from rag.decompose import RuleDecomposer
@@ -159,12 +159,12 @@ class RAG:
         elif isinstance(decomposer, str):
             from rag.decompose_learned import LearnedDecomposer
 
-            dec = LearnedDecomposer(decomposer, collection=kb.path)
+            dec = LearnedDecomposer(decomposer, collection=kb.model_root)
         ver: Any = verifier
         if isinstance(verifier, str):
             from rag.verify import NLIVerifier
 
-            ver = NLIVerifier(None if verifier == "lexical" else verifier, collection=kb.path)
+            ver = NLIVerifier(None if verifier == "lexical" else verifier, collection=kb.model_root)
         routes = collection_routes(kb, gen, tables, tools, options.pop("routes", None))
         mode = mode or ("hybrid" if kb.has_dense else "bm25")
         return cls(kb.retriever(mode), gen, reranker=rr, decomposer=dec, verifier=ver, routes=routes, **options)

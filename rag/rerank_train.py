@@ -149,7 +149,7 @@ def synthesize(
 
     ids = kb.ids()
     if not ids:
-        raise ConfigError(f"collection {kb.path} is empty; index documents before --synthesize")
+        raise ConfigError(f"collection {kb.location} is empty; index documents before --synthesize")
     rng = random.Random(seed)
     chosen = rng.sample(ids, min(n, len(ids)))
     chunks = {d: kb.get([d]) for d in chosen}
@@ -381,7 +381,7 @@ def train_reranker(
                 "lr": config.lr,
                 "seconds": stats.seconds,
                 "final_loss": stats.final_loss,
-                "collection": str(kb.path),
+                "collection": kb.location,
             },
             metrics=metrics,
         )

@@ -43,7 +43,7 @@ def collection_routes(
     """The routes of a collection's pipeline: its tables (``rows``/``sql``; only when it holds tables) and the
     given tools (selected with the collection's encoder); entries already in ``routes`` win."""
     out = dict(routes or {})
-    if tables and "table" not in out and "kind" in kb.fields():
+    if tables and "table" not in out and kb.supports_tables and "kind" in kb.fields():
         from rag.retrievers.table import TableRetriever
 
         out["table"] = TableRetriever(kb, mode=tables, generator=generator if tables == "sql" else None)

@@ -111,14 +111,14 @@ class Served:
 def open_collections(collections: Any, read_only: bool) -> dict[str, Any]:
     """``{name: Collection}`` from a path, a list of paths (named by folder) or a mapping of names to paths."""
     from rag.errors import ConfigError
-    from rag.indexers.collection import Collection
+    from rag.indexers.collection import Collection, collection_name
 
     if isinstance(collections, str | Path | Collection):
         collections = [collections]
     items = (
         list(collections.items())
         if isinstance(collections, Mapping)
-        else [(c.path.name if isinstance(c, Collection) else Path(c).resolve().name, c) for c in collections]
+        else [(c.name if isinstance(c, Collection) else collection_name(c), c) for c in collections]
     )
     if not items:
         raise ConfigError("no collection to serve; pass --collection DIR (repeat it to serve several)")

@@ -30,6 +30,4 @@ class BM25Retriever:
         check_query(query)
         k = check_k(self.k if k is None else k)
         with self.collection.reading():  # one consistent view, even while this process writes
-            allowed = self.collection.allowed(merge_filters(self.filters, filters))
-            ords, scores = self.collection.bm25.search([query], k=k, allowed=allowed)
-            return self.collection.hits(ords[0], scores[0], self.name)
+            return self.collection.bm25_hits(query, k, merge_filters(self.filters, filters))

@@ -1,4 +1,5 @@
-"""Dense retrieval: the collection's encoder embeds the query; FAISS finds the nearest chunks."""
+"""Dense retrieval: the collection's encoder embeds the query; the store finds the nearest chunks
+(FAISS in a directory collection, pgvector in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class DenseRetriever:
     def __init__(self, collection: Collection, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
         if not collection.has_dense or collection.encoder is None:
             raise ConfigError(
-                f"collection {collection.path} has no dense index (created with encoder=None); use mode='bm25'"
+                f"collection {collection.location} has no dense index (created with encoder=None); use mode='bm25'"
             )
         self.collection = collection
         self.k = check_k(k)
@@ -37,6 +38,4 @@ class DenseRetriever:
         assert self.collection.encoder is not None
         q = self.collection.encoder.encode([query])  # outside the lock: a write need not wait for it
         with self.collection.reading():
-            allowed = self.collection.allowed(merge_filters(self.filters, filters))
-            ords, scores = self.collection.dense.search(q, k, allowed)
-            return self.collection.hits(ords[0], scores[0], self.name)
+            return self.collection.dense_hits(q, k, merge_filters(self.filters, filters))

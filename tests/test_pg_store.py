@@ -1,0 +1,259 @@
+"""The PostgreSQL + pgvector store against a real server: the same behaviour and results as a directory
+collection, filters pushed down as SQL, the change log keeping BM25 in step across processes, migrations,
+and faults (server unreachable or killed mid-ingest, dimension mismatch)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import cli
+from rag.connectors import pg_schema
+from rag.connectors.pg_store import PgCollection
+from rag.errors import ConfigError, IndexFormatError, StoreUnavailableError
+from rag.indexers.collection import Collection
+from rag.indexers.directory import DirectoryCollection
+from rag.types import Doc
+from tests import pg_launch
+
+TOPICS = ["security", "travel", "cafeteria", "payroll", "hardware"]
+
+
+def corpus(n: int = 120) -> list[Doc]:
+    rng = np.random.default_rng(7)
+    words = {
+        "security": "keys rotate passwords vpn badge phishing audit encryption",
+        "travel": "flights hotel booking portal receipts visa per diem",
+        "cafeteria": "lunch menu tea coffee vegetarian dessert noon lobby",
+        "payroll": "salary payslip bonus tax pension overtime bank",
+        "hardware": "laptop monitor keyboard docking charger repair loaner",
+    }
+    out = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        text = " ".join(rng.choice(words[topic].split(), size=12)) + f" note {i}"
+        out.append(Doc(text, id=f"d{i:03d}", meta={"topic": topic, "year": 2015 + i % 10, "n": i}))
+    return out
+
+
+def test_a_postgres_url_opens_a_collection_that_behaves_like_a_directory(pg_url, encoder):
+    kb = Collection.create(pg_url, encoder=encoder)
+    assert isinstance(kb, PgCollection) and isinstance(kb, Collection)
+    docs = corpus(20)
+    r = kb.add(docs)
+    assert (r.added, r.chunks_added) == (20, 20)
+    assert kb.add(docs).unchanged == 20  # re-indexing the same documents writes nothing
+    assert len(kb) == 20 and kb.num_chunks == 20 and kb.ids() == sorted(d.id for d in docs)
+    assert kb.get(["d003"])[0].text == docs[3].text
+    hits = kb.search(docs[3].text, k=3)
+    assert hits[0].doc.id == "d003" and hits[0].source == "hybrid"
+    assert kb.update([Doc("the tea urn is refilled at noon", id="d003", meta={"topic": "cafeteria"})]).updated == 1
+    assert kb.search("urn refilled", mode="bm25", k=1)[0].doc.id == "d003"
+    assert kb.delete(["d003", "nope"]).deleted == 1 and "d003" not in kb.ids()
+    assert kb.search("urn refilled", mode="bm25", k=1) == []
+    with pytest.raises(Exception, match="update\\(\\) needs existing ids"):
+        kb.update([Doc("x", id="missing")])
+    kb.close()
+    again = Collection.open(pg_url, read_only=True)
+    assert isinstance(again, PgCollection) and len(again) == 19 and again.has_dense
+    assert again.manifest["schema_version"] == pg_schema.MIGRATIONS[-1][0]
+    with pytest.raises(ConfigError, match="read_only"):
+        again.add([Doc("new", id="new")])
+    again.close()
+
+
+def test_same_top_k_as_the_directory_backend(pg_url, encoder, tmp_path):
+    docs = corpus()
+    d = DirectoryCollection.create(tmp_path / "kb", encoder=encoder, chunk_size=0)
+    p = PgCollection.create(pg_url, encoder=encoder, chunk_size=0, dense="flat")  # flat: exact, like FAISS flat
+    d.add(docs)
+    p.add(docs)
+    queries = ["rotate keys and passwords", "hotel booking receipts", "vegetarian lunch", "laptop charger repair"]
+    for q in queries:
+        for mode in ("bm25", "dense", "hybrid"):
+            for filters in (None, {"topic": ["security", "travel"]}, {"year": {"$gte": 2020}, "n": {"$lt": 100}}):
+                a, b = d.search(q, mode=mode, k=10, filters=filters), p.search(q, mode=mode, k=10, filters=filters)
+                assert [h.doc.id for h in a] == [h.doc.id for h in b], (q, mode, filters)
+                assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
+                assert [h.doc.meta for h in a] == [h.doc.meta for h in b]
+    with pytest.raises(ConfigError, match="unknown filter field 'colour'"):
+        p.search("keys", filters={"colour": "red"})
+
+
+def test_hnsw_filtered_knn_still_returns_k_rows(pg_url, encoder):
+    """A filter that keeps 2% of the rows: pgvector's iterative index scan keeps going until k rows match."""
+    docs = corpus(500)
+    kb = PgCollection.create(pg_url, encoder=encoder, chunk_size=0, dense="hnsw")
+    kb.add(docs)
+    plan = kb.con().execute(
+        f"EXPLAIN SELECT ord FROM {kb.name}.chunks ORDER BY embedding <=> %s LIMIT 5",
+        [np.zeros(384, dtype=np.float32)],
+    )
+    assert "chunks_embedding" in "\n".join(r[0] for r in plan.fetchall())  # the HNSW index is used
+    rare = {"n": {"$lt": 10}}  # 10 of 500 rows
+    ann = kb.search("keys passwords", mode="dense", k=8, filters=rare)
+    kb.exact = True
+    exact = kb.search("keys passwords", mode="dense", k=8, filters=rare)
+    assert len(ann) == 8 and all(h.doc.meta["n"] < 10 for h in ann)
+    assert len({h.doc.id for h in ann} & {h.doc.id for h in exact}) >= 7  # recall of the ANN index
+
+
+def test_bm25_follows_writes_made_by_other_processes(pg_url, tmp_path):
+    kb = Collection.create(pg_url, encoder=None)
+    kb.add(corpus(10))
+    reader = Collection.open(pg_url, read_only=True)
+    assert reader.search("zeppelin", mode="bm25") == []
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "z.md").write_text("# Zeppelin\n\nThe zeppelin hangar opens at dawn.")
+    out = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "index", str(docs), "--store", pg_url, "--quiet", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout)["added"] == 1
+    assert [h.doc.meta["parent"] for h in reader.search("zeppelin hangar", mode="bm25")] == ["z.md"]
+    gen = reader.generation
+    kb.delete(["z.md"])
+    assert reader.search("zeppelin", mode="bm25") == [] and reader.generation == gen + 1
+    kb.add([Doc("a zeppelin again", id="again")])
+    assert [h.doc.id for h in reader.search("zeppelin", mode="bm25")] == ["again"]
+    reader.close()
+    kb.close()
+
+
+def test_cli_index_search_info_delete_with_store(pg_url, docs_dir, capsys):
+    assert cli.main(["index", str(docs_dir), "--store", pg_url, "--encoder", "none", "--quiet", "--json"]) in (0, 3)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["collection"] == pg_schema.redact(pg_url) and summary["total_documents"] > 3
+    assert cli.main(["search", "rotate keys", "--store", pg_url, "--mode", "bm25", "--k", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits and "security" in hits[0]["id"]
+    assert cli.main(["info", "--store", pg_url, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == summary["total_documents"] and info["schema_version"] == 2
+    assert cli.main(["delete", hits[0]["meta"]["parent"], "--store", pg_url]) == 0
+    assert "deleted 1 documents" in capsys.readouterr().out
+
+
+def test_migrations_are_versioned_and_applied_once(pg_url, monkeypatch):
+    kb = Collection.create(pg_url, encoder=None)
+    kb.close()
+    con = pg_schema.connect(pg_schema.parse_url(pg_url)[0])
+    name = pg_schema.parse_url(pg_url)[1]
+    assert [r[0] for r in con.execute(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")] == [1, 2]
+    steps = [*pg_schema.MIGRATIONS, (3, "a test column", lambda s, _d: [f"ALTER TABLE {s}.documents ADD x int"])]
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", steps)
+    with pytest.raises(IndexFormatError, match="open it once for writing"):
+        Collection.open(pg_url, read_only=True)  # a replica never migrates
+    Collection.open(pg_url).close()
+    Collection.open(pg_url).close()  # the second open finds nothing to do
+    assert [r[0] for r in con.execute(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")] == [1, 2, 3]
+    Collection.open(pg_url, read_only=True).close()
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", steps[:2])
+    with pytest.raises(IndexFormatError, match="newer than this pilotfish knows"):
+        Collection.open(pg_url)
+    con.close()
+
+
+def test_bad_urls_and_mismatches_give_clear_errors(pg_url, encoder):
+    with pytest.raises(
+        StoreUnavailableError, match=r"cannot connect to PostgreSQL at postgresql://u@127\.0\.0\.1:9/db"
+    ):
+        Collection.open("postgresql://u:secret@127.0.0.1:9/db")
+    with pytest.raises(ConfigError, match="not usable as a PostgreSQL schema name"):
+        Collection.open(pg_url.split("collection=")[0] + "collection=Robert'); DROP TABLE x;--")
+    with pytest.raises(IndexFormatError, match="no collection named"):
+        Collection.open(pg_url)
+    kb = Collection.create(pg_url, encoder=encoder)
+    kb.add(corpus(5))
+    with pytest.raises(ConfigError, match="already exists"):
+        Collection.create(pg_url, encoder=None)
+
+    class Wide:
+        name, dim = "wide-encoder", 768
+
+        def encode(self, texts):
+            return np.ones((len(texts), 768), dtype=np.float32)
+
+    with pytest.raises(IndexFormatError, match=r"dim 384.*got 'wide-encoder' \(dim 768\)"):
+        Collection.open(pg_url, encoder=Wide())
+    with pytest.raises(IndexFormatError, match="dim 768"):
+        Collection.create(pg_url, encoder=Wide(), exist_ok=True)
+    assert len(Collection.open(pg_url)) == 5  # nothing stored was lost
+
+
+class KillOnThirdBatch:
+    """The real encoder, with a hook that stops the database while the third batch is being embedded."""
+
+    def __init__(self, encoder, kill):
+        self.inner, self.kill, self.calls = encoder, kill, 0
+        self.name, self.dim = encoder.name, encoder.dim
+
+    def encode(self, texts):
+        self.calls += 1
+        if self.calls == 3:
+            self.kill()
+        return self.inner.encode(texts)
+
+
+def test_database_killed_mid_ingest_then_resumed_without_duplicates(encoder):
+    data = Path(tempfile.mkdtemp(prefix="pilotfish-pgkill-")) / "data"
+    url = pg_launch.start(data) + "?collection=ingest"
+    try:
+        docs = corpus(100)
+        kb = Collection.create(url, encoder=KillOnThirdBatch(encoder, lambda: pg_launch.stop(data, "immediate")))
+        for i in range(0, 40, 20):
+            kb.add(docs[i : i + 20])
+        with pytest.raises(StoreUnavailableError, match=r"nothing of this write was stored\. Re-run it"):
+            kb.add(docs[40:60])
+        pg_launch.start(data, int((data / "pilotfish_port").read_text()))
+        kb = Collection.open(url)
+        assert len(kb) == 40
+        res = kb.add(docs)  # the whole ingest again: the first 40 are skipped
+        assert (res.added, res.unchanged) == (60, 40)
+        con = pg_schema.connect(pg_schema.parse_url(url)[0])
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM ingest.chunks").fetchone() == (100, 100)
+        assert kb.search(docs[50].text, k=1)[0].doc.id == docs[50].id
+        con.close()
+        kb.close()
+    finally:
+        pg_launch.stop(data, "immediate")
+
+
+def test_writer_killed_before_commit_leaves_nothing_behind(pg_url):
+    Collection.create(pg_url, encoder=None).close()
+    env = {"PILOTFISH_FAULT": "pg_before_commit", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    code = f"from rag import Collection, Doc; Collection.open({pg_url!r}).add([Doc('half written', id='half')])"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    assert proc.returncode == -9
+    kb = Collection.open(pg_url)
+    assert len(kb) == 0 and kb.generation == 0 and kb.search("half written", mode="bm25") == []
+    assert kb.add([Doc("half written", id="half")]).added == 1
+
+
+def test_a_read_replica_serves_searches_and_follows_the_primary(tmp_path):
+    primary = Path(tempfile.mkdtemp(prefix="pilotfish-pgprimary-")) / "data"
+    replica = primary.parent / "replica"
+    url = pg_launch.start(primary) + "?collection=kb"
+    try:
+        kb = Collection.create(url, encoder=None)
+        kb.add(corpus(10))
+        replica_url = pg_launch.start_replica(primary, replica) + "?collection=kb"
+        ro = Collection.open(replica_url, read_only=True)
+        assert ro.search("keys passwords", mode="bm25", k=3) == kb.search("keys passwords", mode="bm25", k=3) != []
+        kb.add([Doc("the zeppelin hangar", id="zep")])
+        pg_launch.wait_replay(url, replica_url)
+        assert [h.doc.id for h in ro.search("zeppelin", mode="bm25")] == ["zep"]
+        with pytest.raises(ConfigError, match="read_only"):
+            ro.add([Doc("x", id="x")])
+        ro.close()
+        kb.close()
+    finally:
+        pg_launch.stop(replica, "immediate")
+        pg_launch.stop(primary, "immediate")

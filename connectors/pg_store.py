@@ -298,6 +298,9 @@ class PgCollection(Collection):
     def ids(self) -> list[str]:
         return [r[0] for r in self.con().execute(f"SELECT id FROM {self.name}.documents ORDER BY id").fetchall()]
 
+    def hashes(self) -> dict[str, str]:
+        return dict(self.con().execute(f"SELECT id, hash FROM {self.name}.documents").fetchall())
+
     def fields(self) -> set[str]:
         gen = self.db_generation()
         if self._fields is None or self._fields[0] != gen:
@@ -351,6 +354,12 @@ class PgCollection(Collection):
     # ------------------------------------------------------------------ writes
     def add(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         return write(self, writes.as_docs(docs), must_exist=False, progress=progress)
+
+    def add_chunked(self, items: Sequence[tuple[Doc, list[Doc], np.ndarray | None]]) -> IndexResult:
+        prepared = {d.id: (chunks, vecs) for d, chunks, vecs in items}
+        return write(
+            self, writes.as_docs([d for d, _, _ in items]), must_exist=False, progress=False, prepared=prepared
+        )
 
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         return write(self, writes.as_docs(docs), must_exist=True, progress=progress)

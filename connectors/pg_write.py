@@ -17,7 +17,6 @@ import numpy as np
 
 from rag.errors import DocumentNotFoundError, StoreUnavailableError
 from rag.indexers import writes
-from rag.indexers.store import index_text
 from rag.indexers.writes import IndexResult
 from rag.types import Doc, content_id
 
@@ -38,7 +37,13 @@ def stored_hashes(con: Any, schema: str, ids: list[str]) -> dict[str, str]:
 
 
 def write(
-    kb: PgCollection, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
+    kb: PgCollection,
+    docs: list[Doc],
+    *,
+    must_exist: bool,
+    progress: bool,
+    delete: list[str] | None = None,
+    prepared: writes.Prepared | None = None,
 ) -> IndexResult:
     import psycopg
 
@@ -56,10 +61,8 @@ def write(
         changed = [d for d in docs if stored.get(d.id) != hashes[d.id]]
         if not changed and not stored_hashes(con, s, list(delete or [])):
             return IndexResult(unchanged=len(docs))
-        parts = {d.id: kb.chunker.split(d) for d in changed}
+        parts, vecs = writes.chunk_and_embed(kb, changed, progress, prepared)
         chunks = [c for d in changed for c in parts[d.id]]
-        texts = [index_text(c.text, c.meta) for c in chunks]
-        vecs = writes.encode_texts(kb, texts, progress) if kb.has_dense and texts else None
         with con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(hashtext('pilotfish.write.' || %s))", [s])
             now = stored_hashes(con, s, [*hashes, *(delete or [])])

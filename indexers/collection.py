@@ -36,6 +36,7 @@ from rag.types import Doc, Hit
 
 if TYPE_CHECKING:
     from rag.indexers.bm25_index import BM25Index
+    from rag.indexers.chunking import Chunker
 
 MODES = ("bm25", "dense", "hybrid")
 
@@ -97,6 +98,7 @@ class Collection(abc.ABC):
     read_only: bool
     manifest: dict[str, Any]
     rw: writes.ReadWriteLock
+    chunker: Chunker
     model_root: Path | None = None
     supports_tables = True
 
@@ -200,6 +202,10 @@ class Collection(abc.ABC):
         """All document ids, sorted."""
 
     @abc.abstractmethod
+    def hashes(self) -> dict[str, str]:
+        """The content hash of every stored document, by id (what a re-run of an ingest compares against)."""
+
+    @abc.abstractmethod
     def fields(self) -> set[str]:
         """Metadata fields that filters can use."""
 
@@ -259,6 +265,12 @@ class Collection(abc.ABC):
     def add(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Add documents. A document whose id is already stored is replaced when its text or
         metadata changed and left alone when not, so re-indexing the same files updates in place."""
+
+    @abc.abstractmethod
+    def add_chunked(self, items: Sequence[tuple[Doc, list[Doc], np.ndarray | None]]) -> IndexResult:
+        """Add documents chunked and embedded elsewhere (by this collection's chunker and encoder, e.g. on Ray
+        workers: :mod:`rag.ray_index`), as (document, its chunks, their embeddings or None). As with :meth:`add`,
+        a document whose stored content is the same is skipped."""
 
     @abc.abstractmethod
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:

@@ -213,6 +213,9 @@ class DirectoryCollection(Collection):
         """All document ids, sorted."""
         return self.store.doc_ids(self.generation)
 
+    def hashes(self) -> dict[str, str]:
+        return self.store.doc_hashes(self.ids(), self.generation)
+
     def fields(self) -> set[str]:
         """Metadata fields that filters can use."""
         return self.store.fields(self.generation)
@@ -236,6 +239,12 @@ class DirectoryCollection(Collection):
         """Add documents. A document whose id is already stored is replaced when its text or
         metadata changed and left alone when not, so re-indexing the same files updates in place."""
         return writes.write(self, writes.as_docs(docs), must_exist=False, progress=progress)
+
+    def add_chunked(self, items: Sequence[tuple[Doc, list[Doc], np.ndarray | None]]) -> IndexResult:
+        prepared = {d.id: (chunks, vecs) for d, chunks, vecs in items}
+        return writes.write(
+            self, writes.as_docs([d for d, _, _ in items]), must_exist=False, progress=False, prepared=prepared
+        )
 
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Replace stored documents; every id must exist (else :class:`DocumentNotFoundError`)."""

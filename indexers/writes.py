@@ -13,7 +13,7 @@ import datetime as dt
 import fcntl
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,9 @@ from rag.indexers.manifest import MANIFEST, read_manifest, sha256_file, write_js
 from rag.indexers.store import index_text
 from rag.indexers.tokenize import Tokenizer
 from rag.types import Doc, content_id
+
+Prepared = Mapping[str, tuple[list[Doc], "np.ndarray | None"]]
+"""Chunks and embeddings computed elsewhere, by document id (see :func:`chunk_and_embed`)."""
 
 if TYPE_CHECKING:
     from rag.indexers.collection import Collection
@@ -189,8 +192,35 @@ def encode_texts(kb: Collection, texts: Sequence[str], progress: bool) -> np.nda
     return np.vstack(out)
 
 
+def chunk_and_embed(
+    kb: Collection, docs: Sequence[Doc], progress: bool, prepared: Prepared | None = None
+) -> tuple[dict[str, list[Doc]], np.ndarray | None]:
+    """Each document's chunks, and the embeddings of all those chunks in order (None without a dense index).
+
+    ``prepared`` maps a document id to chunks and embeddings computed elsewhere (Ray workers, by the same
+    chunker and encoder); those documents are neither chunked nor embedded again."""
+    if prepared is None:
+        parts = {d.id: kb.chunker.split(d) for d in docs}
+        texts = [index_text(c.text, c.meta) for d in docs for c in parts[d.id]]
+        return parts, (encode_texts(kb, texts, progress) if kb.has_dense and texts else None)
+    parts = {d.id: prepared[d.id][0] for d in docs}
+    if not kb.has_dense or not any(parts.values()):
+        return parts, None
+    dim = int(kb.manifest["encoder"]["dim"])
+    vecs = [np.asarray(prepared[d.id][1], dtype=np.float32).reshape(-1, dim) for d in docs]
+    if any(len(v) != len(parts[d.id]) for v, d in zip(vecs, docs, strict=True)):
+        raise ConfigError("prepared chunks and embeddings differ in number; give one embedding per chunk")
+    return parts, np.vstack(vecs)
+
+
 def write(
-    kb: DirectoryCollection, docs: list[Doc], *, must_exist: bool, progress: bool, delete: list[str] | None = None
+    kb: DirectoryCollection,
+    docs: list[Doc],
+    *,
+    must_exist: bool,
+    progress: bool,
+    delete: list[str] | None = None,
+    prepared: Prepared | None = None,
 ) -> IndexResult:
     check_writable(kb)
     with locked(kb):
@@ -213,18 +243,17 @@ def write(
         unchanged = len(docs) - len(changed)
         if not changed and not removed:
             return IndexResult(unchanged=unchanged)
+        parts, vecs = chunk_and_embed(kb, [d for d, _ in changed], progress, prepared)
         next_ord = store.next_ord()
         chunk_rows: list[tuple[int, Doc]] = []
         doc_rows = []
         for d, h in changed:
-            parts = kb.chunker.split(d)
-            doc_rows.append((d.id, h, {k: v for k, v in d.meta.items() if k != "page_starts"}, len(parts)))
-            for c in parts:
+            doc_rows.append((d.id, h, {k: v for k, v in d.meta.items() if k != "page_starts"}, len(parts[d.id])))
+            for c in parts[d.id]:
                 chunk_rows.append((next_ord, c))
                 next_ord += 1
         texts = [index_text(c.text, c.meta) for _, c in chunk_rows]
         ords = np.asarray([o for o, _ in chunk_rows], dtype=np.int64)
-        vecs = encode_texts(kb, texts, progress) if kb.has_dense and texts else None
         new_gen = gen + 1
         with kb.rw.write():
             try:

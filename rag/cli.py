@@ -40,7 +40,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.connectors.postgres import is_postgres_url, read_postgres
     from rag.connectors.tables import is_table_file
     from rag.errors import SourceError
-    from rag.indexers.collection import Collection, IndexResult, collection_exists
+    from rag.indexers.collection import Collection, collection_exists
     from rag.indexers.tables import add_tables
 
     tables: list[Any] = []
@@ -52,10 +52,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         root = path if path.is_dir() else path.parent
         files = list(iter_files(path))
     docs, skipped = [], []
-    for f in tqdm(files, desc="reading", unit="file", disable=None if not args.quiet else True):
-        if is_table_file(f):
-            tables.append(f)
-            continue
+    tables.extend(f for f in files if is_table_file(f))
+    files_to_read = [] if args.ray else [f for f in files if not is_table_file(f)]
+    for f in tqdm(files_to_read, desc="reading", unit="file", disable=None if not args.quiet else True):
         try:
             got, bad = read_file(f, root=root)
             docs.extend(got)
@@ -75,9 +74,18 @@ def cmd_index(args: argparse.Namespace) -> int:
         )
     totals: Counter[str] = Counter()
     with kb:
+        if args.ray:  # read, chunk and embed on a Ray cluster; write here
+            from rag.ray_index import index_with_ray
+
+            texts = [f for f in files if not is_table_file(f)]
+            res, bad = index_with_ray(kb, texts, root=root, address=args.ray, workers=args.workers,
+                                      write_batch=args.batch, progress=not args.quiet)  # fmt: skip
+            totals.update(vars(res))
+            skipped.extend(bad)
         for i in range(0, len(docs), args.batch):
-            res: IndexResult = kb.add(docs[i : i + args.batch], progress=not args.quiet)
-            totals.update({k: v for k, v in vars(res).items()})
+            res = kb.add(docs[i : i + args.batch], progress=not args.quiet)
+            totals.update(vars(res))
+        n_docs = totals["added"] + totals["updated"] + totals["unchanged"]  # documents read (tables come next)
         if tables and not kb.supports_tables:
             why = "tables need a directory collection (the PostgreSQL store keeps documents only)"
             skipped.extend(Skipped(str(getattr(t, "source", t)), why) for t in tables)
@@ -89,7 +97,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         summary = {
             "collection": kb.location,
             "files": len(files),
-            "documents": len(docs),
+            "documents": n_docs,
             "tables": len(report.cards),
             **totals,
             "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
@@ -261,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--chunk-overlap", type=int, default=40)
     ix.add_argument("--dense", default="flat", choices=["flat", "hnsw", "ivf"])
     ix.add_argument("--batch", type=int, default=5000, help="documents per write")
+    ix.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, chunk and embed on Ray: a local cluster, or the one at ADDRESS (auto, ray://...)",
+    )
+    ix.add_argument("--workers", type=int, help="Ray actors chunking and embedding (default: CPUs, or GPUs)")
     ix.add_argument("--json", action="store_true")
     ix.add_argument("--quiet", action="store_true")
     ix.set_defaults(func=cmd_index)

@@ -257,3 +257,68 @@ def test_a_read_replica_serves_searches_and_follows_the_primary(tmp_path):
     finally:
         pg_launch.stop(replica, "immediate")
         pg_launch.stop(primary, "immediate")
+
+
+def handbook(kb: Collection) -> Collection:
+    from rag.connectors.files import load_path
+    from tests.conftest import DATA
+
+    kb.add(load_path(DATA / "docs").docs)
+    kb.add([Doc("API keys must be rotated every 90 days by the owning team.", id="keys", meta={"team": "sec"})])
+    return kb
+
+
+def test_the_same_pipeline_code_runs_on_a_directory_and_on_postgres(pg_url, encoder, tmp_path):
+    from rag.pipeline import RAG
+    from tests.conftest import Scripted
+
+    def pipeline_code(kb: Collection) -> tuple[list[str], list[str], str]:  # what a user writes, store-agnostic
+        rag = RAG.from_collection(kb, llm=Scripted("API keys must be rotated every 90 days [1]."), mode="hybrid")
+        answer = rag.ask("How often must API keys be rotated?")
+        return [h.doc.id for h in answer.hits], [c.verdict for c in answer.claims], answer.text
+
+    on_disk = handbook(Collection.create(tmp_path / "kb", encoder=encoder))
+    in_pg = handbook(Collection.create(pg_url, encoder=encoder, dense="flat"))
+    ids, verdicts, text = pipeline_code(in_pg)
+    assert (ids, verdicts, text) == pipeline_code(on_disk)
+    assert "keys" in ids and verdicts == ["supported"]
+
+
+def test_rag_serve_over_a_postgres_store(pg_url):
+    pytest.importorskip("fastapi")
+    import httpx
+
+    from rag.server import create_app
+    from tests.conftest import Scripted
+    from tests.live import live_server
+
+    handbook(Collection.create(pg_url, encoder=None)).close()
+    app = create_app([pg_url], llm=Scripted("API keys must be rotated every 90 days [1]."), mode="bm25")
+    name = pg_schema.parse_url(pg_url)[1]
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert c.get("/health").json()["collections"][name]["documents"] > 3
+        hits = c.post("/search", json={"query": "rotate API keys", "k": 3}).json()["hits"]
+        assert hits[0]["id"] == "keys"
+        r = c.post("/documents", json={"documents": [{"id": "zep", "text": "The zeppelin hangar opens at dawn."}]})
+        assert r.status_code == 200, r.text
+        assert c.post("/search", json={"query": "zeppelin"}).json()["hits"][0]["id"] == "zep"
+        assert c.get("/documents/zep").json()["chunks"][0]["text"].startswith("The zeppelin")
+        answer = c.post("/ask", json={"question": "How often must API keys be rotated?"}).json()
+        assert answer["claims"][0]["verdict"] == "supported"
+        assert c.delete("/documents/zep").status_code == 200
+        assert c.post("/search", json={"query": "zeppelin"}).json()["hits"] == []
+
+
+def test_eval_takes_a_store(pg_url, beir_dir, capsys):
+    """`rag eval retrieval --store URL` indexes the dataset into the database once, then reuses it; the
+    scores equal the directory collection's."""
+    args = ["eval", "retrieval", "--dataset", str(beir_dir), "--mode", "bm25", "--json", "--quiet"]
+    assert cli.main(args) == 0
+    on_disk = json.loads(capsys.readouterr().out)
+    for _ in range(2):  # created, then reused
+        assert cli.main([*args, "--store", pg_url]) == 0
+        in_pg = json.loads(capsys.readouterr().out)
+        assert {k: in_pg[k] for k in ("ndcg@10", "recall@100", "mrr@10")} == {
+            k: on_disk[k] for k in ("ndcg@10", "recall@100", "mrr@10")
+        }
+    assert len(Collection.open(pg_url, read_only=True)) == 4  # the dataset's corpus, indexed once

@@ -96,10 +96,15 @@ def _v2(s: str, dim: int | None) -> list[str]:
     return [f"CREATE TABLE {s}.fields (name text PRIMARY KEY)"]
 
 
+def _v3(s: str, dim: int | None) -> list[str]:
+    return [f"ALTER TABLE {s}.state ADD COLUMN log_from bigint NOT NULL DEFAULT 0"]
+
+
 # (version, what it does, statements for schema s and embedding dimension dim). Append only; never edit a step.
 MIGRATIONS: list[tuple[int, str, Callable[[str, int | None], list[str]]]] = [
     (1, "settings, state, documents, chunks with embeddings, change log", _v1),
     (2, "metadata field names, for filter validation", _v2),
+    (3, "state.log_from: where the (pruned) change log starts", _v3),
 ]
 
 

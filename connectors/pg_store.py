@@ -28,31 +28,50 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from rag.connectors import pg_schema
+from rag.connectors.pg_bm25 import StoreBM25
 from rag.connectors.pg_write import write
-from rag.errors import ConfigError, IndexFormatError
+from rag.errors import ConfigError, IndexFormatError, StoreUnavailableError
 from rag.indexers import writes
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.chunking import Chunker
 from rag.indexers.collection import Collection, encoder_dim, encoder_name, make_encoder
 from rag.indexers.dense_index import DenseParams
 from rag.indexers.filters import to_sql
-from rag.indexers.store import index_text
 from rag.indexers.tokenize import Tokenizer
 from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder
 from rag.types import Doc, Hit
 
+F = TypeVar("F", bound=Callable[..., Any])
 _OPS = {"hnsw": "hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc})",
         "ivf": "ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})"}  # fmt: skip
+
+
+def _store_errors(fn: F) -> F:
+    """A lost connection becomes :class:`StoreUnavailableError` (the next call reconnects)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: PgCollection, *args: Any, **kwargs: Any) -> Any:
+        import psycopg
+
+        try:
+            return fn(self, *args, **kwargs)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailableError(
+                f"lost the connection to {self.location} ({str(e).strip()}); the next call reconnects"
+            ) from e
+
+    return cast(F, wrapper)
 
 
 class PgCollection(Collection):
@@ -74,9 +93,7 @@ class PgCollection(Collection):
         self._local = threading.local()
         self._cons: list[Any] = []
         self._cons_lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._bm25: BM25Index | None = None
-        self._bm25_gen = -1
+        self._bm25 = StoreBM25(self.name, settings)
         self._fields: tuple[int, set[str]] | None = None
 
     # ------------------------------------------------------------------ create / open
@@ -190,7 +207,7 @@ class PgCollection(Collection):
     def con(self) -> Any:
         """This thread's connection (each thread gets its own, so searches in worker threads run in parallel)."""
         c = getattr(self._local, "con", None)
-        if c is None or c.closed:
+        if c is None or c.closed or c.broken:  # a connection lost (server restarted) is replaced
             c = self._local.con = pg_schema.connect(self.dsn)
             with self._cons_lock:
                 self._cons.append(c)
@@ -238,69 +255,34 @@ class PgCollection(Collection):
         return self
 
     # ------------------------------------------------------------------ BM25, kept in step with the store
+    @_store_errors
     def db_generation(self) -> int:
         row = self.con().execute(f"SELECT generation FROM {self.name}.state").fetchone()
         return int(row[0])
 
     @property
     def bm25(self) -> BM25Index:
-        """The in-process BM25 index, brought up to the store's current generation first."""
-        with self._sync_lock:
-            gen = self.db_generation()
-            if self._bm25 is None:
-                self._bm25, self._bm25_gen = self._build_bm25()
-            elif gen > self._bm25_gen:
-                self._follow(gen)
-            return self._bm25
-
-    def _build_bm25(self) -> tuple[BM25Index, int]:
-        s = self.settings
-        bm = BM25Index(BM25Params(**s["params"]), Tokenizer(**s["tokenizer"]))
-        con = self.con()
-        with con.transaction():  # one snapshot: the rows and the generation they make
-            con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            gen = int(con.execute(f"SELECT generation FROM {self.name}.state").fetchone()[0])
-            with con.cursor(name="pilotfish_bm25") as cur:
-                cur.itersize = 20_000
-                cur.execute(f"SELECT ord, text, meta FROM {self.name}.chunks ORDER BY ord")
-                while rows := cur.fetchmany(20_000):
-                    bm.add([r[0] for r in rows], [index_text(r[1], r[2]) for r in rows])
-        return bm, gen
-
-    def _follow(self, gen: int) -> None:
-        """Apply the change log from the generation this index holds up to ``gen``."""
-        assert self._bm25 is not None
-        con = self.con()
-        with con.transaction():
-            con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            gen = int(con.execute(f"SELECT generation FROM {self.name}.state").fetchone()[0])
-            log = con.execute(
-                f"SELECT ord, op FROM {self.name}.changes WHERE generation > %s AND generation <= %s",
-                [self._bm25_gen, gen],
-            ).fetchall()
-            deleted = {o for o, op in log if op == "d"}
-            added = sorted(o for o, op in log if op == "a" and o not in deleted)
-            rows = con.execute(
-                f"SELECT ord, text, meta FROM {self.name}.chunks WHERE ord = ANY(%s) ORDER BY ord", [added]
-            ).fetchall()
-        self._bm25.delete(np.asarray(sorted(deleted), dtype=np.int64))
-        if rows:
-            self._bm25.add([r[0] for r in rows], [index_text(r[1], r[2]) for r in rows])
-        self._bm25_gen = gen
+        """The in-process BM25 index, brought up to the store's current generation first
+        (see :mod:`rag.connectors.pg_bm25`)."""
+        return self._bm25.current(self.con())
 
     # ------------------------------------------------------------------ reads
+    @_store_errors
     def get(self, ids: Sequence[str]) -> list[Doc]:
         rows = self.con().execute(
             f"SELECT id, text, meta FROM {self.name}.chunks WHERE parent = ANY(%s) ORDER BY parent, ord", [list(ids)]
         )
         return [Doc(text=t, id=i, meta=m) for i, t, m in rows.fetchall()]
 
+    @_store_errors
     def ids(self) -> list[str]:
         return [r[0] for r in self.con().execute(f"SELECT id FROM {self.name}.documents ORDER BY id").fetchall()]
 
+    @_store_errors
     def hashes(self) -> dict[str, str]:
         return dict(self.con().execute(f"SELECT id, hash FROM {self.name}.documents").fetchall())
 
+    @_store_errors
     def fields(self) -> set[str]:
         gen = self.db_generation()
         if self._fields is None or self._fields[0] != gen:
@@ -312,6 +294,7 @@ class PgCollection(Collection):
         """The SQL condition (over ``meta``) and parameters of ``filters``."""
         return to_sql(filters, self.fields() if filters else (), dialect="postgres")
 
+    @_store_errors
     def allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:
             return None
@@ -319,6 +302,7 @@ class PgCollection(Collection):
         rows = self.con().execute(f"SELECT ord FROM {self.name}.chunks WHERE {where} ORDER BY ord", params).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
+    @_store_errors
     def hits(self, ords: np.ndarray, scores: np.ndarray, source: str) -> list[Hit]:
         keep = [(int(o), float(s)) for o, s in zip(ords, scores, strict=True) if o >= 0]
         rows = (
@@ -329,6 +313,7 @@ class PgCollection(Collection):
         docs = {o: Doc(text=t, id=i, meta=m) for o, i, t, m in rows}
         return [Hit(doc=docs[o], score=s, source=source) for o, s in keep if o in docs]
 
+    @_store_errors
     def dense_hits(self, query_vec: np.ndarray, k: int, filters: Mapping[str, Any] | None) -> list[Hit]:
         if not self.has_dense:
             raise ConfigError(f"collection {self.location} has no dense index (created with encoder=None)")
@@ -373,9 +358,7 @@ class PgCollection(Collection):
         writes.check_writable(self)
         if self.has_dense and self.dense_params.kind != "flat":
             self.con().execute(f"REINDEX INDEX {self.name}.chunks_embedding")
-        with self._sync_lock:
-            self._bm25, self._bm25_gen = self._build_bm25()
-        return IndexResult(chunks_added=len(self._bm25))
+        return IndexResult(chunks_added=len(self._bm25.rebuild(self.con())))
 
 
 def _index_sql(p: DenseParams) -> str:

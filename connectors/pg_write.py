@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.connectors import pg_bm25
 from rag.errors import DocumentNotFoundError, StoreUnavailableError
 from rag.indexers import writes
 from rag.indexers.writes import IndexResult
@@ -89,6 +90,7 @@ def write(
                 f"INSERT INTO {s}.changes SELECT %s, o, op FROM unnest(%s::bigint[], %s::char[]) AS t(o, op)",
                 [gen, [*gone, *ords], ["d"] * len(gone) + ["a"] * len(ords)],
             )
+            pg_bm25.prune(con, s, gen)
             keys = sorted({key for r in rows for key in r[4]})
             con.execute(f"INSERT INTO {s}.fields SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", [keys])
     except psycopg.OperationalError as e:

@@ -127,6 +127,25 @@ def test_bm25_follows_writes_made_by_other_processes(pg_url, tmp_path):
     kb.close()
 
 
+def test_a_reader_behind_the_pruned_change_log_rebuilds_bm25(pg_url, monkeypatch):
+    from rag.connectors import pg_bm25
+
+    monkeypatch.setattr(pg_bm25, "LOG_KEEP", 2)
+    kb = Collection.create(pg_url, encoder=None)
+    reader = Collection.open(pg_url, read_only=True)
+    for i in range(3):
+        kb.add([Doc(f"first batch {i} lantern", id=f"a{i}")])
+        assert len(reader.search("lantern", mode="bm25")) == i + 1  # follows the log
+    assert reader._bm25.rebuilds == 1
+    for i in range(4):  # the reader sleeps through more than LOG_KEEP generations
+        kb.add([Doc(f"second batch {i} lantern", id=f"b{i}")])
+    kb.delete(["a0"])
+    con = kb.con()
+    assert con.execute(f"SELECT min(generation) FROM {kb.name}.changes").fetchone()[0] > reader._bm25.generation
+    assert sorted(h.doc.id for h in reader.search("lantern", mode="bm25")) == ["a1", "a2", "b0", "b1", "b2", "b3"]
+    assert reader._bm25.rebuilds == 2
+
+
 def test_cli_index_search_info_delete_with_store(pg_url, docs_dir, capsys):
     assert cli.main(["index", str(docs_dir), "--store", pg_url, "--encoder", "none", "--quiet", "--json"]) in (0, 3)
     summary = json.loads(capsys.readouterr().out)
@@ -136,7 +155,7 @@ def test_cli_index_search_info_delete_with_store(pg_url, docs_dir, capsys):
     assert hits and "security" in hits[0]["id"]
     assert cli.main(["info", "--store", pg_url, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["documents"] == summary["total_documents"] and info["schema_version"] == 2
+    assert info["documents"] == summary["total_documents"] and info["schema_version"] == pg_schema.MIGRATIONS[-1][0]
     assert cli.main(["delete", hits[0]["meta"]["parent"], "--store", pg_url]) == 0
     assert "deleted 1 documents" in capsys.readouterr().out
 
@@ -146,16 +165,22 @@ def test_migrations_are_versioned_and_applied_once(pg_url, monkeypatch):
     kb.close()
     con = pg_schema.connect(pg_schema.parse_url(pg_url)[0])
     name = pg_schema.parse_url(pg_url)[1]
-    assert [r[0] for r in con.execute(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")] == [1, 2]
-    steps = [*pg_schema.MIGRATIONS, (3, "a test column", lambda s, _d: [f"ALTER TABLE {s}.documents ADD x int"])]
+    latest = pg_schema.MIGRATIONS[-1][0]
+    versions = list(range(1, latest + 1))
+    assert [r[0] for r in con.execute(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")] == versions
+    step = (latest + 1, "a test column", lambda s, _d: [f"ALTER TABLE {s}.documents ADD x int"])
+    steps = [*pg_schema.MIGRATIONS, step]
     monkeypatch.setattr(pg_schema, "MIGRATIONS", steps)
     with pytest.raises(IndexFormatError, match="open it once for writing"):
         Collection.open(pg_url, read_only=True)  # a replica never migrates
     Collection.open(pg_url).close()
     Collection.open(pg_url).close()  # the second open finds nothing to do
-    assert [r[0] for r in con.execute(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")] == [1, 2, 3]
+    assert [r[0] for r in con.execute(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")] == [
+        *versions,
+        latest + 1,
+    ]
     Collection.open(pg_url, read_only=True).close()
-    monkeypatch.setattr(pg_schema, "MIGRATIONS", steps[:2])
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", steps[:-1])
     with pytest.raises(IndexFormatError, match="newer than this pilotfish knows"):
         Collection.open(pg_url)
     con.close()
@@ -188,6 +213,17 @@ def test_bad_urls_and_mismatches_give_clear_errors(pg_url, encoder):
     assert len(Collection.open(pg_url)) == 5  # nothing stored was lost
 
 
+def test_a_lost_connection_is_reported_then_replaced(pg_url):
+    kb = Collection.create(pg_url, encoder=None)
+    kb.add(corpus(5))
+    admin = pg_schema.connect(pg_schema.parse_url(pg_url)[0])
+    admin.execute("SELECT pg_terminate_backend(%s)", [kb.con().info.backend_pid])
+    with pytest.raises(StoreUnavailableError, match=r"lost the connection .* the next call reconnects"):
+        kb.ids()
+    assert len(kb.ids()) == 5 and kb.search("keys", mode="bm25")
+    admin.close()
+
+
 class KillOnThirdBatch:
     """The real encoder, with a hook that stops the database while the third batch is being embedded."""
 
@@ -212,7 +248,10 @@ def test_database_killed_mid_ingest_then_resumed_without_duplicates(encoder):
             kb.add(docs[i : i + 20])
         with pytest.raises(StoreUnavailableError, match=r"nothing of this write was stored\. Re-run it"):
             kb.add(docs[40:60])
+        with pytest.raises(StoreUnavailableError, match="Check that the server is running"):
+            kb.search("keys", mode="bm25")  # the server is down
         pg_launch.start(data, int((data / "pilotfish_port").read_text()))
+        assert kb.search(docs[5].text, mode="bm25", k=1)[0].doc.id == docs[5].id  # reconnected
         kb = Collection.open(url)
         assert len(kb) == 40
         res = kb.add(docs)  # the whole ingest again: the first 40 are skipped

@@ -146,6 +146,27 @@ def test_a_reader_behind_the_pruned_change_log_rebuilds_bm25(pg_url, monkeypatch
     assert reader._bm25.rebuilds == 2
 
 
+def test_several_processes_write_one_collection_at_once(pg_url):
+    Collection.create(pg_url, encoder=None).close()
+    code = (
+        "import sys; from rag import Collection, Doc\n"
+        "kb = Collection.open(sys.argv[1]); w = sys.argv[2]\n"
+        "for b in range(5):\n"
+        "    kb.add([Doc(f'{w} writer batch {b} item {i}', id=f'{w}-{b}-{i}') for i in range(20)])\n"
+        "    kb.add([Doc(f'{w} shared revision {b}', id='shared')])\n"
+        "print(len(kb.search(w, mode='bm25', k=1000)))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_url, w], stdout=subprocess.PIPE, text=True)
+             for w in ("alpha", "beta")]  # fmt: skip
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    kb = Collection.open(pg_url, read_only=True)
+    assert len(kb) == 201 and kb.num_chunks == 201 and kb.generation == 20
+    for w in ("alpha", "beta"):
+        assert len([h for h in kb.search(w, mode="bm25", k=1000) if h.doc.id != "shared"]) == 100
+    assert all(int(o) >= 100 for o in outs)  # each writer saw at least its own 100 documents
+
+
 def test_cli_index_search_info_delete_with_store(pg_url, docs_dir, capsys):
     assert cli.main(["index", str(docs_dir), "--store", pg_url, "--encoder", "none", "--quiet", "--json"]) in (0, 3)
     summary = json.loads(capsys.readouterr().out)

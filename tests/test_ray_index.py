@@ -90,23 +90,15 @@ def test_a_worker_killed_mid_job_leaves_no_half_written_document(cluster, tmp_pa
     docs = write_files(tmp_path / "docs")
     kb = Collection.create(tmp_path / "kb", encoder=encoder, chunk_size=40, chunk_overlap=10)
     env = {"env_vars": {"PILOTFISH_RAY_FAULT": str(tmp_path / "fault-once")}}
-    try:
-        res, _ = index_with_ray(kb, [docs], root=docs, workers=2, batch_size=4, write_batch=4, runtime_env=env)
-        completed = True
-    except Exception:  # the job may fail; then what was written is whole documents and a re-run completes
-        completed = False
-    assert (tmp_path / "fault-once").exists()  # a worker did die
+    res, _ = index_with_ray(kb, [docs], root=docs, workers=2, batch_size=4, write_batch=4, runtime_env=env)
+    assert (tmp_path / "fault-once").exists()  # a worker did die (os._exit in its first batch)
+    assert res.added == 24  # Ray restarted the actor and retried the batch: the job completed
     expected = {d.id: d for d in load_path(docs).docs}
     for doc_id in kb.ids():  # every stored document has all its chunks
-        assert "".join(c.text for c in kb.get([doc_id]))[:20] == expected[doc_id].text[:20]
         assert len(kb.get([doc_id])) == len(kb.chunker.split(expected[doc_id]))
-    if not completed:
-        res, _ = index_with_ray(kb, [docs], root=docs, workers=2)
-    assert sorted(kb.ids()) == sorted(expected)
     single = Collection.create(tmp_path / "single", encoder=encoder, chunk_size=40, chunk_overlap=10)
     single.add(list(expected.values()))
     assert_same(kb, single)
-    assert isinstance(res.added, int)
 
 
 def test_cli_index_with_ray(tmp_path, capsys, cluster):

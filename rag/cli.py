@@ -70,7 +70,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             encoder=encoder,
             chunk_size=args.chunk_size,
             chunk_overlap=args.chunk_overlap,
-            dense=args.dense,
+            **({"dense": args.dense} if args.dense else {}),
         )
     totals: Counter[str] = Counter()
     with kb:
@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--encoder", default="default", help="HF id or path of the embedder; 'none' for BM25 only")
     ix.add_argument("--chunk-size", type=int, default=200, help="words per chunk (0: whole documents)")
     ix.add_argument("--chunk-overlap", type=int, default=40)
-    ix.add_argument("--dense", default="flat", choices=["flat", "hnsw", "ivf"])
+    ix.add_argument("--dense", choices=["flat", "hnsw", "ivf"],
+                    help="dense index of a new collection (default: flat in a directory, hnsw in a store)")  # fmt: skip
     ix.add_argument("--batch", type=int, default=5000, help="documents per write")
     ix.add_argument(
         "--ray",

@@ -272,6 +272,12 @@ class Collection(abc.ABC):
         workers: :mod:`rag.ray_index`), as (document, its chunks, their embeddings or None). As with :meth:`add`,
         a document whose stored content is the same is skipped."""
 
+    def bulk_load(self, incoming: int) -> contextlib.AbstractContextManager[None]:
+        """Wrap an ingest of ``incoming`` documents: a store whose ANN index is faster to build once than to
+        update row by row (PostgreSQL's HNSW/IVFFlat) may drop it first and build it at the end of the block.
+        Searches stay correct meanwhile. A directory collection needs nothing."""
+        return contextlib.nullcontext()
+
     @abc.abstractmethod
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Replace stored documents; every id must exist (else :class:`DocumentNotFoundError`)."""

@@ -82,9 +82,10 @@ def cmd_index(args: argparse.Namespace) -> int:
                                       write_batch=args.batch, progress=not args.quiet)  # fmt: skip
             totals.update(vars(res))
             skipped.extend(bad)
-        for i in range(0, len(docs), args.batch):
-            res = kb.add(docs[i : i + args.batch], progress=not args.quiet)
-            totals.update(vars(res))
+        with kb.bulk_load(len(docs)):  # a large ingest: the store may build its ANN index once, at the end
+            for i in range(0, len(docs), args.batch):
+                res = kb.add(docs[i : i + args.batch], progress=not args.quiet)
+                totals.update(vars(res))
         n_docs = totals["added"] + totals["updated"] + totals["unchanged"]  # documents read (tables come next)
         if tables and not kb.supports_tables:
             why = "tables need a directory collection (the PostgreSQL store keeps documents only)"

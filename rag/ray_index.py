@@ -181,20 +181,21 @@ def index_with_ray(
             )
         )  # fmt: skip
         total, skipped, same = IndexResult(), [], 0
-        for batch in _batches(ds, write_batch):
-            items = []
-            for row in batch:
-                if row["skip"]:
-                    skipped.append(Skipped(str(row["skip"]), str(row["reason"])))
-                    continue
-                if row["same"]:
-                    same += 1
-                    continue
-                chunks = [Doc(text=t, id=i, meta=m) for i, t, m in json.loads(row["chunks"])]
-                vecs = np.frombuffer(row["vectors"], dtype=np.float32).reshape(len(chunks), -1) if info else None
-                items.append((_doc(row), chunks, vecs))
-            if items:
-                total = _sum(total, kb.add_chunked(items))
+        with kb.bulk_load(len(files)):  # a large ingest: the store may build its ANN index once, at the end
+            for batch in _batches(ds, write_batch):
+                items = []
+                for row in batch:
+                    if row["skip"]:
+                        skipped.append(Skipped(str(row["skip"]), str(row["reason"])))
+                        continue
+                    if row["same"]:
+                        same += 1
+                        continue
+                    chunks = [Doc(text=t, id=i, meta=m) for i, t, m in json.loads(row["chunks"])]
+                    vecs = np.frombuffer(row["vectors"], dtype=np.float32).reshape(len(chunks), -1) if info else None
+                    items.append((_doc(row), chunks, vecs))
+                if items:
+                    total = _sum(total, kb.add_chunked(items))
         return _sum(total, IndexResult(unchanged=same)), skipped
     finally:
         if started:

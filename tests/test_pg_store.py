@@ -104,6 +104,34 @@ def test_hnsw_filtered_knn_still_returns_k_rows(pg_url, encoder):
     assert len({h.doc.id for h in ann} & {h.doc.id for h in exact}) >= 7  # recall of the ANN index
 
 
+def test_a_large_ingest_builds_the_ann_index_once_at_the_end(pg_url, encoder, monkeypatch):
+    from rag.connectors import pg_store
+
+    monkeypatch.setattr(pg_store, "BULK_MIN", 50)
+    kb = PgCollection.create(pg_url, encoder=encoder, chunk_size=0)  # hnsw, pgvector's m 16 / ef_construction 64
+    assert (kb.dense_params.m, kb.dense_params.ef_construction) == (16, 64)
+
+    def has_index() -> bool:
+        q = "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = 'chunks_embedding'"
+        return kb.con().execute(q, [kb.name]).fetchone() is not None
+
+    assert has_index()
+    docs = corpus(120)
+    with kb.bulk_load(len(docs)):
+        assert not has_index()
+        kb.add(docs[:60])
+        assert kb.search(docs[10].text, mode="dense", k=1)[0].doc.id == docs[10].id  # exact meanwhile
+        kb.add(docs[60:])
+    assert has_index()
+    with kb.bulk_load(10):  # small: the index is updated row by row
+        assert has_index()
+    kb.con().execute(f"DROP INDEX {kb.name}.chunks_embedding")  # as a crash inside bulk_load would leave it
+    Collection.open(pg_url, read_only=True).close()
+    assert not has_index()  # a reader never changes the store
+    Collection.open(pg_url).close()
+    assert has_index()  # the next writer rebuilds it
+
+
 def test_bm25_follows_writes_made_by_other_processes(pg_url, tmp_path):
     kb = Collection.create(pg_url, encoder=None)
     kb.add(corpus(10))

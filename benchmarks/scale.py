@@ -12,8 +12,9 @@ Both stores get the same passages, the same encoder and ``chunk_size=0`` (the pa
 * stores: directory with FAISS flat and HNSW, PostgreSQL with pgvector HNSW (a throwaway PostgreSQL 18 from
   tests/pg_launch.py, or ``--pg URL``). Each store runs in its own forked process, so its peak RSS is its own.
 
-Measured per store: ingest docs/s (``kb.add`` in batches of 5,000), search latency p50/p95 over ``--queries``
-queries (from the datasets' queries.jsonl, k = 10, one at a time) for dense, bm25, hybrid and dense with the 1%
+Measured per store: ingest docs/s (``kb.add`` in batches of 5,000 inside ``kb.bulk_load``, as ``rag index``
+does: PostgreSQL builds its HNSW index once at the end, and that build is in the ingest time), search latency
+p50/p95 over ``--queries`` queries (from the datasets' queries.jsonl, k = 10, one at a time) for dense, bm25, hybrid and dense with the 1%
 and 12% filters; size on disk (directory files, or the collection's relations and the whole database); peak RSS.
 For PostgreSQL also recall@10 of HNSW against an exact scan (``kb.exact = True``), with and without the 1% filter,
 and the mean number of rows the filtered HNSW query returns (iterative index scans should make it 10).
@@ -22,7 +23,7 @@ and the mean number of rows the filtered HNSW query returns (iterative index sca
     .venv/bin/python benchmarks/scale.py --chunks 5000 --queries 50 --out /tmp/scale.json
 
 Figures are printed, never asserted. PostgreSQL's own memory (its server processes) is not in the RSS column.
-Further sections (e.g. Ray) append to ``main`` after the store section and add their results to ``report``.
+Then Ray Data indexing (``--ray-docs``, 0 skips it): one process against Ray with 1 and 2 workers, real MiniLM.
 """
 
 from __future__ import annotations
@@ -157,10 +158,11 @@ def run_store(label: str, where: str, dense: DenseParams, enc_name: str, queries
     kb = Collection.create(where, encoder=enc, chunk_size=0, dense=dense)
     batches = []
     t0 = time.perf_counter()
-    for i in range(0, len(DOCS), BATCH):
-        t1 = time.perf_counter()
-        kb.add(DOCS[i : i + BATCH])
-        batches.append(time.perf_counter() - t1)
+    with kb.bulk_load(len(DOCS)):  # as `rag index` does: PostgreSQL builds its HNSW index once, at the end
+        for i in range(0, len(DOCS), BATCH):
+            t1 = time.perf_counter()
+            kb.add(DOCS[i : i + BATCH])
+            batches.append(time.perf_counter() - t1)
     ingest = time.perf_counter() - t0
     kb.load()
     out: dict[str, Any] = {"store": label, "chunks": kb.num_chunks, "ingest_s": ingest}
@@ -212,8 +214,7 @@ def store_section(args: argparse.Namespace, queries: list[str], report: dict[str
     tmp = Path(tempfile.mkdtemp(prefix="pilotfish-scale-"))
     pg_data = tmp / "pgdata"
     url = args.pg or pg_launch.start(pg_data)
-    knobs = {k: v for k, v in (("m", args.m), ("ef_construction", args.ef_construction)) if v}
-    flat, hnsw = DenseParams(kind="flat"), DenseParams(kind="hnsw", **knobs)
+    flat, hnsw = DenseParams(kind="flat"), DenseParams(kind="hnsw", m=args.m, ef_construction=args.ef_construction)
     stores = {"dir flat": (str(tmp / "flat"), flat), "dir hnsw": (str(tmp / "hnsw"), hnsw),
               "pg hnsw": (f"{url}{'&' if '?' in url else '?'}collection=scale_bench", hnsw)}  # fmt: skip
     print(f"HNSW (both stores): m {hnsw.m}, ef_construction {hnsw.ef_construction}, ef_search {hnsw.ef_search}")
@@ -270,6 +271,58 @@ def store_section(args: argparse.Namespace, queries: list[str], report: dict[str
     report["postgres"] = server
 
 
+def ray_section(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Ray Data indexing with the real MiniLM (``chunk_size`` 0) into a directory collection: one process
+    (``kb.add``) against ``rag.ray_index.index_with_ray`` with 1 and 2 workers on a local cluster, for
+    ``--ray-docs`` SciFact abstracts in 20 JSONL files, and on 50 abstracts (Ray's fixed cost)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from rag.connectors.files import load_path
+    from rag.encoders import SentenceTransformerEncoder
+    from rag.ray_index import index_with_ray
+
+    lines = [json.dumps(d) + "\n" for d in read_jsonl(DATA / "scifact" / "corpus.jsonl.gz")[: args.ray_docs]]
+    tmp = Path(tempfile.mkdtemp(prefix="pilotfish-scale-ray-"))
+    enc = SentenceTransformerEncoder()
+    enc.encode(["warm up"])
+    print(f"\nRay Data indexing (MiniLM, local cluster on 127.0.0.1 with {os.cpu_count()} CPUs, into a directory):")
+    rows = []
+    try:
+        for label, n, files in (("corpus", args.ray_docs, 20), ("small", 50, 2)):
+            folder = tmp / label
+            folder.mkdir()
+            for i in range(files):
+                (folder / f"part-{i:02d}.jsonl").write_text("".join(lines[:n][i::files]))
+            docs = load_path(folder).docs
+            kb = Collection.create(tmp / f"{label}-1p", encoder=enc, chunk_size=0)
+            t0 = time.perf_counter()
+            kb.add(docs)
+            row: dict[str, Any] = {"set": label, "docs": len(docs), "one_process_s": time.perf_counter() - t0}
+            for workers in (1, 2):
+                t0 = time.perf_counter()
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False, configure_logging=False)  # fmt: skip
+                row[f"ray{workers}_start_s"] = time.perf_counter() - t0
+                kr = Collection.create(tmp / f"{label}-ray{workers}", encoder=enc, chunk_size=0)
+                t0 = time.perf_counter()
+                res, _ = index_with_ray(kr, [folder], root=folder, workers=workers, write_batch=500)
+                row[f"ray{workers}_s"] = time.perf_counter() - t0
+                ray.shutdown()
+                assert res.added == len(docs) and kr.ids() == kb.ids()
+            rows.append(row)
+            speeds = "; ".join(
+                f"Ray {w} worker{'s' if w > 1 else ''}: {len(docs) / row[f'ray{w}_s']:,.1f} docs/s "
+                f"({row[f'ray{w}_s']:.1f} s + {row[f'ray{w}_start_s']:.1f} s cluster start)"
+                for w in (1, 2)
+            )
+            print(f"  {label} ({len(docs):,} docs): one process {len(docs) / row['one_process_s']:,.1f} docs/s "
+                  f"({row['one_process_s']:.1f} s); {speeds}", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["ray"] = rows
+
+
 DOCS: list[Doc] = []
 
 
@@ -279,9 +332,10 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200, help="queries timed per search mode")
     ap.add_argument("--encoder", default="hashed", help="'hashed' (fast, default) or a model: 'default' = MiniLM")
     ap.add_argument("--stores", default="dir flat,dir hnsw,pg hnsw", help="comma list of: dir flat, dir hnsw, pg hnsw")
-    ap.add_argument("--m", type=int, help="HNSW m for both stores (default: the stores' default)")
-    ap.add_argument("--ef-construction", type=int, help="HNSW ef_construction for both stores (default: the stores')")
+    ap.add_argument("--m", type=int, default=16, help="HNSW m for both stores (default 16, pgvector's)")
+    ap.add_argument("--ef-construction", type=int, default=64, help="HNSW ef_construction for both (default 64)")
     ap.add_argument("--pg", help="an existing PostgreSQL URL (default: start a throwaway server)")
+    ap.add_argument("--ray-docs", type=int, default=2000, help="SciFact abstracts for the Ray section (0: skip it)")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args()
 
@@ -297,8 +351,10 @@ def main() -> None:
     print(f"encoder: {enc}; chunk_size 0; batches of {BATCH:,}; filters 1% {FILTERS['1%']}, 12% {FILTERS['12%']}")
     report: dict[str, Any] = {"machine": machine(), "corpus": info, "chunks": len(docs), "queries": len(queries),
                               "encoder": args.encoder}  # fmt: skip
-    store_section(args, queries, report)
-    # further sections (e.g. --ray) go here, adding to report
+    if args.stores:
+        store_section(args, queries, report)
+    if args.ray_docs:
+        ray_section(args, report)
     report["seconds"] = time.perf_counter() - t0
     print(f"finished in {report['seconds']:.0f} s; {machine()}")
     if args.out:

@@ -14,10 +14,11 @@ Both stores get the same passages, the same encoder and ``chunk_size=0`` (the pa
 
 Measured per store: ingest docs/s (``kb.add`` in batches of 5,000 inside ``kb.bulk_load``, as ``rag index``
 does: PostgreSQL builds its HNSW index once at the end, and that build is in the ingest time), search latency
-p50/p95 over ``--queries`` queries (from the datasets' queries.jsonl, k = 10, one at a time) for dense, bm25, hybrid and dense with the 1%
-and 12% filters; size on disk (directory files, or the collection's relations and the whole database); peak RSS.
-For PostgreSQL also recall@10 of HNSW against an exact scan (``kb.exact = True``), with and without the 1% filter,
-and the mean number of rows the filtered HNSW query returns (iterative index scans should make it 10).
+p50/p95 over ``--queries`` queries (from the datasets' queries.jsonl, k = 10, one at a time) for dense, bm25,
+hybrid and dense with the 1% and 12% filters; size on disk (directory files, or the collection's relations and
+the whole database); peak RSS. For PostgreSQL also recall@10 of HNSW against an exact scan
+(``kb.exact = True``), with and without the 1% filter, and the mean number of rows the filtered HNSW query
+returns (iterative index scans should make it 10).
 
     .venv/bin/python benchmarks/scale.py                                   # 100k passages, 200 queries
     .venv/bin/python benchmarks/scale.py --chunks 5000 --queries 50 --out /tmp/scale.json

@@ -218,7 +218,7 @@ class PgCollection(Collection):
         if c is None or c.closed or c.broken:  # a connection lost (server restarted) is replaced
             c = self._local.con = pg_schema.connect(self.dsn)
             with self._cons_lock:
-                self._cons.append(c)
+                self._cons = [x for x in self._cons if not x.closed] + [c]
         return c
 
     def close(self) -> None:
@@ -255,6 +255,19 @@ class PgCollection(Collection):
     @property
     def has_dense(self) -> bool:
         return self.settings.get("encoder") is not None
+
+    @property
+    def generation(self) -> int:
+        return self.db_generation()
+
+    @_store_errors
+    def __len__(self) -> int:
+        return int(self.con().execute(f"SELECT count(*) FROM {self.name}.documents").fetchone()[0])
+
+    @property
+    @_store_errors
+    def num_chunks(self) -> int:
+        return int(self.con().execute(f"SELECT count(*) FROM {self.name}.chunks").fetchone()[0])
 
     def load(self) -> PgCollection:
         self.bm25.search(["warm up"], k=1)

@@ -79,11 +79,9 @@ def write(
                 ).fetchall()
             ]
             con.execute(f"DELETE FROM {s}.documents WHERE id = ANY(%s)", [removed])
-            rows = _rows(kb, todo, parts, chunks, vecs)
-            ords = [r[0] for r in rows]
-            if ords:
-                new = con.execute(f"SELECT nextval('{s}.chunk_ord') FROM generate_series(1, %s)", [len(ords)])
-                ords = [r[0] for r in new.fetchall()]
+            rows = _rows(todo, parts, chunks, vecs)
+            new = con.execute(f"SELECT nextval('{s}.chunk_ord') FROM generate_series(1, %s)", [len(rows)])
+            ords = [r[0] for r in new.fetchall()]
             _copy(con, s, gen, todo, hashes, parts, rows, ords, kb.has_dense)
             _fault("pg_before_commit")
             con.execute(
@@ -91,7 +89,7 @@ def write(
                 [gen, [*gone, *ords], ["d"] * len(gone) + ["a"] * len(ords)],
             )
             pg_bm25.prune(con, s, gen)
-            keys = sorted({key for r in rows for key in r[4]})
+            keys = sorted({key for r in rows for key in r[3]})
             con.execute(f"INSERT INTO {s}.fields SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", [keys])
     except psycopg.OperationalError as e:
         raise StoreUnavailableError(
@@ -112,16 +110,16 @@ def write(
 
 
 def _rows(
-    kb: PgCollection, todo: list[Doc], parts: dict[str, list[Doc]], chunks: list[Doc], vecs: np.ndarray | None
-) -> list[tuple[int, str, str, str, dict[str, Any], Any]]:
-    """Chunk rows (position, id, parent, text, meta, vector) of the documents still to write."""
+    todo: list[Doc], parts: dict[str, list[Doc]], chunks: list[Doc], vecs: np.ndarray | None
+) -> list[tuple[str, str, str, dict[str, Any], Any]]:
+    """Chunk rows (id, parent, text, meta, vector) of the documents still to write; ``chunks`` and ``vecs`` hold
+    every changed document's chunks in order (a document another writer stored meanwhile is left out here)."""
     pos = {id(c): i for i, c in enumerate(chunks)}
-    out = []
-    for d in todo:
-        for c in parts[d.id]:
-            i = pos[id(c)]
-            out.append((i, c.id, str(c.meta.get("parent", d.id)), c.text, c.meta, None if vecs is None else vecs[i]))
-    return out
+    return [
+        (c.id, str(c.meta.get("parent", d.id)), c.text, c.meta, None if vecs is None else vecs[pos[id(c)]])
+        for d in todo
+        for c in parts[d.id]
+    ]
 
 
 def _copy(
@@ -131,7 +129,7 @@ def _copy(
     todo: list[Doc],
     hashes: dict[str, str],
     parts: dict[str, list[Doc]],
-    rows: list[tuple[int, str, str, str, dict[str, Any], Any]],
+    rows: list[tuple[str, str, str, dict[str, Any], Any]],
     ords: list[int],
     dense: bool,
 ) -> None:
@@ -148,5 +146,5 @@ def _copy(
         cols = "ord, id, parent, text, meta, generation" + (", embedding" if dense else "")
         with cur.copy(f"COPY {s}.chunks ({cols}) FROM STDIN WITH (FORMAT BINARY)") as cp:
             cp.set_types(["int8", "text", "text", "text", "jsonb", "int8"] + (["vector"] if dense else []))
-            for o, (_i, cid, parent, text, meta, vec) in zip(ords, rows, strict=True):
+            for o, (cid, parent, text, meta, vec) in zip(ords, rows, strict=True):
                 cp.write_row((o, cid, parent, text, jsonb(meta), gen, *([vec] if dense else [])))

@@ -210,11 +210,11 @@ def add_tables(
     if collection.read_only:
         raise ConfigError(f"collection {collection.location} is open read-only; open it for writing to add tables")
     sources = list(sources)
-    if not sources:
-        return TableReport()
     from rag.indexers.directory import DirectoryCollection
 
     if not isinstance(collection, DirectoryCollection):
+        if not sources:
+            return TableReport()
         raise ConfigError(
             f"collection {collection.location} cannot hold tables (a PostgreSQL store keeps documents only); "
             "index tables into a directory collection"

@@ -16,13 +16,15 @@ schema newer than this code is refused.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rag.errors import ConfigError, IndexFormatError, MissingDependencyError, StoreUnavailableError
 
+F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_NAME = "pilotfish"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -71,6 +73,23 @@ def register_vector(con: Any) -> None:
         raise MissingDependencyError("pgvector", extra="pg", purpose="the PostgreSQL store") from e
     if con.execute("SELECT 1 FROM pg_type WHERE typname = 'vector'").fetchone():
         reg(con)
+
+
+def store_errors(fn: F) -> F:
+    """A lost connection becomes :class:`StoreUnavailableError` (the next call reconnects)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        import psycopg
+
+        try:
+            return fn(self, *args, **kwargs)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailableError(
+                f"lost the connection to {self.location} ({str(e).strip()}); the next call reconnects"
+            ) from e
+
+    return cast(F, wrapper)
 
 
 def _v1(s: str, dim: int | None) -> list[str]:

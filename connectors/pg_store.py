@@ -29,52 +29,28 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 
-from rag.connectors import pg_schema
+from rag.connectors import pg_index, pg_schema
 from rag.connectors.pg_bm25 import StoreBM25
 from rag.connectors.pg_write import write
-from rag.errors import ConfigError, IndexFormatError, StoreUnavailableError
+from rag.errors import ConfigError, IndexFormatError
 from rag.indexers import writes
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.chunking import Chunker
-from rag.indexers.collection import Collection, encoder_dim, encoder_name, make_encoder
+from rag.indexers.collection import Collection, collection_encoder, encoder_dim, encoder_name, make_encoder
 from rag.indexers.dense_index import DenseParams
 from rag.indexers.filters import to_sql
 from rag.indexers.tokenize import Tokenizer
 from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder
 from rag.types import Doc, Hit
-
-F = TypeVar("F", bound=Callable[..., Any])
-BULK_MIN = 1000  # documents: smaller ingests update the ANN index row by row
-BULK_BUILD_MEMORY = "512MB"  # maintenance_work_mem for building the ANN index (the graph should fit)
-_OPS = {"hnsw": "hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc})",
-        "ivf": "ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})"}  # fmt: skip
-
-
-def _store_errors(fn: F) -> F:
-    """A lost connection becomes :class:`StoreUnavailableError` (the next call reconnects)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: PgCollection, *args: Any, **kwargs: Any) -> Any:
-        import psycopg
-
-        try:
-            return fn(self, *args, **kwargs)
-        except psycopg.OperationalError as e:
-            raise StoreUnavailableError(
-                f"lost the connection to {self.location} ({str(e).strip()}); the next call reconnects"
-            ) from e
-
-    return cast(F, wrapper)
 
 
 class PgCollection(Collection):
@@ -172,19 +148,7 @@ class PgCollection(Collection):
             settings = dict(con.execute(f"SELECT key, value FROM {name}.settings").fetchall())
         finally:
             con.close()
-        info = settings.get("encoder")
-        enc = make_encoder(encoder) if encoder is not None else None
-        if enc is not None:
-            if info is None:
-                raise IndexFormatError(f"collection {name!r} has no dense index; open it without encoder=")
-            if encoder_name(enc) != info["name"] or encoder_dim(enc) != info["dim"]:
-                raise IndexFormatError(
-                    f"collection {name!r} was built with encoder {info['name']!r} (dim {info['dim']}); got "
-                    f"{encoder_name(enc)!r} (dim {encoder_dim(enc)}). Open it without encoder=, or index into a "
-                    "new collection with the new encoder."
-                )
-        elif info is not None:
-            enc = make_encoder(info["name"])
+        enc = collection_encoder(settings.get("encoder"), encoder, repr(name))
         kb = cls(url, settings, enc, read_only)
         if not read_only:
             kb.ensure_index()  # repairs a bulk load that a crash interrupted
@@ -260,12 +224,12 @@ class PgCollection(Collection):
     def generation(self) -> int:
         return self.db_generation()
 
-    @_store_errors
+    @pg_schema.store_errors
     def __len__(self) -> int:
         return int(self.con().execute(f"SELECT count(*) FROM {self.name}.documents").fetchone()[0])
 
     @property
-    @_store_errors
+    @pg_schema.store_errors
     def num_chunks(self) -> int:
         return int(self.con().execute(f"SELECT count(*) FROM {self.name}.chunks").fetchone()[0])
 
@@ -276,7 +240,7 @@ class PgCollection(Collection):
         return self
 
     # ------------------------------------------------------------------ BM25, kept in step with the store
-    @_store_errors
+    @pg_schema.store_errors
     def db_generation(self) -> int:
         row = self.con().execute(f"SELECT generation FROM {self.name}.state").fetchone()
         return int(row[0])
@@ -288,22 +252,22 @@ class PgCollection(Collection):
         return self._bm25.current(self.con())
 
     # ------------------------------------------------------------------ reads
-    @_store_errors
+    @pg_schema.store_errors
     def get(self, ids: Sequence[str]) -> list[Doc]:
         rows = self.con().execute(
             f"SELECT id, text, meta FROM {self.name}.chunks WHERE parent = ANY(%s) ORDER BY parent, ord", [list(ids)]
         )
         return [Doc(text=t, id=i, meta=m) for i, t, m in rows.fetchall()]
 
-    @_store_errors
+    @pg_schema.store_errors
     def ids(self) -> list[str]:
         return [r[0] for r in self.con().execute(f"SELECT id FROM {self.name}.documents ORDER BY id").fetchall()]
 
-    @_store_errors
+    @pg_schema.store_errors
     def hashes(self) -> dict[str, str]:
         return dict(self.con().execute(f"SELECT id, hash FROM {self.name}.documents").fetchall())
 
-    @_store_errors
+    @pg_schema.store_errors
     def fields(self) -> set[str]:
         gen = self.db_generation()
         if self._fields is None or self._fields[0] != gen:
@@ -315,7 +279,7 @@ class PgCollection(Collection):
         """The SQL condition (over ``meta``) and parameters of ``filters``."""
         return to_sql(filters, self.fields() if filters else (), dialect="postgres")
 
-    @_store_errors
+    @pg_schema.store_errors
     def allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:
             return None
@@ -323,7 +287,7 @@ class PgCollection(Collection):
         rows = self.con().execute(f"SELECT ord FROM {self.name}.chunks WHERE {where} ORDER BY ord", params).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
-    @_store_errors
+    @pg_schema.store_errors
     def hits(self, ords: np.ndarray, scores: np.ndarray, source: str) -> list[Hit]:
         keep = [(int(o), float(s)) for o, s in zip(ords, scores, strict=True) if o >= 0]
         rows = (
@@ -334,27 +298,12 @@ class PgCollection(Collection):
         docs = {o: Doc(text=t, id=i, meta=m) for o, i, t, m in rows}
         return [Hit(doc=docs[o], score=s, source=source) for o, s in keep if o in docs]
 
-    @_store_errors
+    @pg_schema.store_errors
     def dense_hits(self, query_vec: np.ndarray, k: int, filters: Mapping[str, Any] | None) -> list[Hit]:
         if not self.has_dense:
             raise ConfigError(f"collection {self.location} has no dense index (created with encoder=None)")
         where, params = self.where(filters)
-        p, con = self.dense_params, self.con()
-        vec = np.asarray(query_vec, dtype=np.float32).reshape(-1)
-        with con.transaction():
-            if self.exact:
-                con.execute("SET LOCAL enable_indexscan = off")
-            elif p.kind == "hnsw":
-                con.execute(f"SET LOCAL hnsw.ef_search = {max(int(p.ef_search), k)}")
-                con.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            elif p.kind == "ivf":
-                con.execute(f"SET LOCAL ivfflat.probes = {int(p.nprobe)}")
-                con.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
-            rows = con.execute(
-                "SELECT ord, id, text, meta, d FROM (SELECT ord, id, text, meta, embedding <=> %s AS d "
-                f"FROM {self.name}.chunks WHERE {where} ORDER BY d LIMIT %s) AS nearest ORDER BY d, ord",
-                [vec, *params, k],
-            ).fetchall()
+        rows = pg_index.nearest(self.con(), self.name, self.dense_params, query_vec, k, where, params, self.exact)
         return [Hit(doc=Doc(text=t, id=i, meta=m), score=1.0 - float(d), source="dense") for _o, i, t, m, d in rows]
 
     # ------------------------------------------------------------------ writes
@@ -377,7 +326,7 @@ class PgCollection(Collection):
         """Rebuild the ANN index in the database (an IVFFlat index relearns its lists from the rows now stored)
         and this process's BM25 from the stored chunks; the embeddings are kept (they live in the store)."""
         writes.check_writable(self)
-        self.con().execute(f"DROP INDEX IF EXISTS {self.name}.chunks_embedding")
+        pg_index.drop(self.con(), self.name)
         self.ensure_index()
         return IndexResult(chunks_added=len(self._bm25.rebuild(self.con())))
 
@@ -388,32 +337,20 @@ class PgCollection(Collection):
         builds it."""
         if self.read_only or not self.has_dense or self.dense_params.kind == "flat":
             return contextlib.nullcontext()
-        if incoming < max(BULK_MIN, len(self)):
+        if incoming < max(pg_index.BULK_MIN, len(self)):
             return contextlib.nullcontext()
         return self._bulk()
 
     @contextlib.contextmanager
     def _bulk(self) -> Iterator[None]:
-        self.con().execute(f"DROP INDEX IF EXISTS {self.name}.chunks_embedding")
+        pg_index.drop(self.con(), self.name)
         try:
             yield
         finally:
             self.ensure_index()
 
-    @_store_errors
+    @pg_schema.store_errors
     def ensure_index(self) -> None:
-        """Build the ANN index the settings ask for when it is missing (IVFFlat: one list per 1,000 rows, up to
-        ``nlist``)."""
-        p = self.dense_params
-        if self.read_only or not self.has_dense or p.kind == "flat":
-            return
-        con = self.con()
-        if con.execute(
-            "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = 'chunks_embedding'", [self.name]
-        ).fetchone():
-            return
-        lists = max(1, min(p.nlist, self.num_chunks // 1000))
-        using = _OPS[p.kind].format(m=p.m, efc=p.ef_construction, lists=lists)
-        with con.transaction():
-            con.execute(f"SET LOCAL maintenance_work_mem = '{BULK_BUILD_MEMORY}'")
-            con.execute(f"CREATE INDEX IF NOT EXISTS chunks_embedding ON {self.name}.chunks USING {using}")
+        """Build the ANN index the settings ask for when it is missing (see :mod:`rag.connectors.pg_index`)."""
+        if not self.read_only and self.has_dense:
+            pg_index.ensure(self.con(), self.name, self.dense_params)

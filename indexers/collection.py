@@ -75,6 +75,25 @@ def make_encoder(encoder: str | Encoder | None) -> Encoder | None:
     return SentenceTransformerEncoder(encoder)
 
 
+def collection_encoder(info: dict[str, Any] | None, encoder: str | Encoder | None, where: str) -> Encoder | None:
+    """The encoder to open a collection with: the one it was built with (``info``: name and dimension), or
+    ``encoder`` when it has that name and dimension (else :class:`~rag.errors.IndexFormatError`)."""
+    from rag.errors import IndexFormatError
+
+    enc = make_encoder(encoder) if encoder is not None else None
+    if enc is None:
+        return None if info is None else make_encoder(info["name"])
+    if info is None:
+        raise IndexFormatError(f"collection {where} has no dense index; open it without encoder=")
+    name, dim = encoder_name(enc), encoder_dim(enc)
+    if name != info["name"] or dim != info["dim"]:
+        raise IndexFormatError(
+            f"collection {where} was built with encoder {info['name']!r} (dim {info['dim']}); got {name!r} "
+            f"(dim {dim}). Open it without encoder=, or index into a new collection with the new encoder."
+        )
+    return enc
+
+
 def encoder_name(enc: Any) -> str:
     return str(getattr(enc, "name", type(enc).__name__))
 

@@ -28,7 +28,7 @@ from rag.errors import CollectionLockedError, ConfigError, IndexFormatError
 from rag.indexers import writes
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.chunking import Chunker
-from rag.indexers.collection import Collection, encoder_dim, encoder_name, make_encoder
+from rag.indexers.collection import Collection, collection_encoder, encoder_dim, encoder_name, make_encoder
 from rag.indexers.dense_index import DenseIndex, DenseParams
 from rag.indexers.manifest import (
     FORMAT_VERSION,
@@ -138,20 +138,7 @@ class DirectoryCollection(Collection):
         """
         path = Path(path)
         manifest = read_manifest(path)
-        info = manifest.get("encoder")
-        enc = make_encoder(encoder) if encoder is not None else None
-        if enc is not None:
-            if info is None:
-                raise IndexFormatError(f"collection {path} has no dense index; open it without encoder=")
-            name, dim = encoder_name(enc), encoder_dim(enc)
-            if name != info["name"] or dim != info["dim"]:
-                raise IndexFormatError(
-                    f"collection {path} was built with encoder {info['name']!r} (dim {info['dim']}); "
-                    f"got {name!r} (dim {dim}). Open it without encoder=, or re-index into a new "
-                    "collection with the new encoder."
-                )
-        elif info is not None:
-            enc = make_encoder(info["name"])
+        enc = collection_encoder(manifest.get("encoder"), encoder, str(path))
         return cls(path, manifest, enc, read_only)
 
     def close(self) -> None:

@@ -105,9 +105,9 @@ def test_hnsw_filtered_knn_still_returns_k_rows(pg_url, encoder):
 
 
 def test_a_large_ingest_builds_the_ann_index_once_at_the_end(pg_url, encoder, monkeypatch):
-    from rag.connectors import pg_store
+    from rag.connectors import pg_index
 
-    monkeypatch.setattr(pg_store, "BULK_MIN", 50)
+    monkeypatch.setattr(pg_index, "BULK_MIN", 50)
     kb = PgCollection.create(pg_url, encoder=encoder, chunk_size=0)  # hnsw, pgvector's m 16 / ef_construction 64
     assert (kb.dense_params.m, kb.dense_params.ef_construction) == (16, 64)
 

@@ -112,6 +112,8 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
     if suffix == ".pdf":
         return [_read_pdf(data, rel)], []
     text = decode_text(data, rel)
+    if not text.strip():
+        raise SourceError(rel, "no text (only whitespace or control characters)")
     if suffix in TEXT_SUFFIXES:
         title = _md_title(text) if suffix in (".md", ".markdown") else None
         return [Doc(text=text, id=rel, meta={"source": rel, "title": title or p.stem})], []
@@ -255,6 +257,8 @@ def _read_jsonl(text: str, rel: str) -> tuple[list[Doc], list[Skipped]]:
         if body is None or not (body.strip() or str(obj.get("title", "")).strip()):
             skipped.append(Skipped(f"{rel}:{n}", "no 'text' field"))
             continue
+        if not body.strip():  # a title without text (BEIR has some): the title is the text
+            body = str(obj["title"])
         did = str(obj.get("_id", obj.get("id", f"{rel}#L{n}")))
         meta: dict[str, Any] = {"source": rel}
         if isinstance(obj.get("metadata"), dict):

@@ -154,12 +154,14 @@ def index_with_ray(
     each). ``batch_size``: documents per actor call. ``write_batch``: documents per committed write.
     ``runtime_env``: Ray's runtime environment for the actors (``env_vars``, ``pip``, ...). Returns the summed
     :class:`IndexResult` and what was skipped (unreadable files and lines)."""
+    from rag.connectors.files import Skipped, iter_files
+    from rag.indexers.writes import check_writable
+
+    check_writable(kb)  # before any work on the cluster
+    started = connect(address, workers)  # sets Ray's environment first (usage stats off), then imports it
     import ray
     import ray.data
 
-    from rag.connectors.files import Skipped, iter_files
-
-    started = connect(address, workers)
     ray.data.DataContext.get_current().enable_progress_bars = progress
     logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
     try:

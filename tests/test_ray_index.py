@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.errors import ConfigError
 from rag.indexers.collection import Collection
 
 ray = pytest.importorskip("ray")
@@ -105,6 +106,7 @@ def test_cli_index_with_ray(tmp_path, capsys, cluster):
     import json
 
     from rag import cli
+    from rag.ray_index import index_with_ray
 
     docs = write_files(tmp_path / "docs", n=6)
     code = cli.main(["index", str(docs), "--collection", str(tmp_path / "kb"), "--ray", "--workers", "1",
@@ -113,3 +115,5 @@ def test_cli_index_with_ray(tmp_path, capsys, cluster):
     assert code == 3 and out["added"] == 6 and out["skipped"][0]["path"] == "broken.pdf"
     hit = Collection.open(tmp_path / "kb", read_only=True).search("rotate keys vpn", mode="bm25", k=1)[0]
     assert hit.doc.meta["parent"].startswith("security-")
+    with pytest.raises(ConfigError, match="read_only"):  # refused before any work on the cluster
+        index_with_ray(Collection.open(tmp_path / "kb", read_only=True), [docs])

@@ -10,14 +10,19 @@ are kept; ``state.log_from`` says where it starts); a process that fell further 
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.store import index_text
 from rag.indexers.tokenize import Tokenizer
+
+if TYPE_CHECKING:
+    from rag.connectors.pg_store import PgCollection
 
 LOG_KEEP = 1000  # generations of change log kept; older ones are pruned by the writer
 
@@ -83,6 +88,48 @@ class StoreBM25:
             self.index.add([r[0] for r in rows], [index_text(r[1], r[2]) for r in rows])
         self.generation = int(gen)
         return True
+
+
+def catch_up(kb: PgCollection) -> BM25Index:
+    """Bring this process's BM25 up to the store's generation. Applying the log changes the index in place, so it
+    happens under the collection's write lock: no search of this process is reading the index meanwhile."""
+    bm = kb._bm25
+    if bm.index is None or kb.db_generation() != bm.generation:
+        with kb.rw.write():
+            bm.current(kb.con())
+    assert bm.index is not None
+    return bm.index
+
+
+@contextlib.contextmanager
+def snapshot(kb: PgCollection) -> Iterator[None]:
+    """One consistent view for a group of reads (a search, or a hybrid search's runs): this thread's queries run in
+    one REPEATABLE READ transaction, and BM25 is at exactly that transaction's generation, so every result comes
+    from one committed state even while other processes write. A write that commits between catching BM25 up and
+    taking the snapshot makes it try again. Nested blocks share the outer one."""
+    local = kb._local
+    if getattr(local, "snapshot", 0):
+        local.snapshot += 1
+        try:
+            yield
+        finally:
+            local.snapshot -= 1
+        return
+    for _ in range(100):
+        catch_up(kb)
+        with kb.rw.read():
+            con = kb.con()
+            with con.transaction():
+                con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                if kb.db_generation() != kb._bm25.generation:
+                    continue  # a write landed in between: catch up again
+                local.snapshot = 1
+                try:
+                    yield
+                finally:
+                    local.snapshot = 0
+                return
+    raise RuntimeError(f"{kb.location}: no consistent view after 100 tries; writes are landing faster than reads")
 
 
 def prune(con: Any, schema: str, generation: int) -> None:

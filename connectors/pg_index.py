@@ -62,3 +62,29 @@ def nearest(
             [vec, *params, k],
         ).fetchall()
     return rows
+
+
+def health(con: Any, schema: str, p: DenseParams | None) -> list[str]:
+    """What is wrong with a collection's rows and ANN index: chunks a document does not account for, chunks
+    without an embedding, a missing or invalid (half-built) index. Each problem says what to do."""
+    problems = []
+    q = (
+        f"SELECT (SELECT coalesce(sum(n_chunks), 0) FROM {schema}.documents), (SELECT count(*) FROM {schema}.chunks)"
+        + (f", (SELECT count(*) FROM {schema}.chunks WHERE embedding IS NULL)" if p is not None else ", 0")
+    )
+    declared, stored, unembedded = con.execute(q).fetchone()
+    if declared != stored or unembedded:
+        problems.append(
+            f"schema {schema}: documents declare {declared} chunks, {stored} are stored, {unembedded} lack an "
+            "embedding; delete the affected documents (`rag delete ID... --store URL`) and index them again"
+        )
+    if p is not None and p.kind != "flat":
+        row = con.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            [schema, NAME],
+        ).fetchone()
+        if row is None or not row[0]:
+            state = "missing" if row is None else "invalid (a build was interrupted)"
+            problems.append(f"schema {schema}: the {p.kind} index is {state}; run `rag reindex --store URL`")
+    return problems

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.connectors import pg_index, pg_schema
+from rag.connectors import pg_bm25, pg_index, pg_schema
 from rag.connectors.pg_bm25 import StoreBM25
 from rag.connectors.pg_write import write
 from rag.errors import ConfigError, IndexFormatError
@@ -247,9 +247,16 @@ class PgCollection(Collection):
 
     @property
     def bm25(self) -> BM25Index:
-        """The in-process BM25 index, brought up to the store's current generation first
-        (see :mod:`rag.connectors.pg_bm25`)."""
-        return self._bm25.current(self.con())
+        """The in-process BM25 index: inside a read (:meth:`reading`) at that read's snapshot, else brought up to
+        the store's current generation first (see :mod:`rag.connectors.pg_bm25`)."""
+        if getattr(self._local, "snapshot", 0):
+            assert self._bm25.index is not None
+            return self._bm25.index
+        return pg_bm25.catch_up(self)
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """One consistent snapshot of the store for a group of reads (each search holds one)."""
+        return pg_bm25.snapshot(self)
 
     # ------------------------------------------------------------------ reads
     @pg_schema.store_errors
@@ -329,6 +336,15 @@ class PgCollection(Collection):
         pg_index.drop(self.con(), self.name)
         self.ensure_index()
         return IndexResult(chunks_added=len(self._bm25.rebuild(self.con())))
+
+    @pg_schema.store_errors
+    def check(self) -> list[str]:
+        """Check the rows and the ANN index in the database, and this process's BM25 against the stored chunks
+        (page checksums are PostgreSQL's own: ``initdb --data-checksums``)."""
+        problems = pg_index.health(self.con(), self.name, self.dense_params if self.has_dense else None)
+        if len(self.bm25) != self.num_chunks:
+            problems.append(f"BM25 holds {len(self.bm25)} chunks, the store {self.num_chunks}; run `rag reindex`")
+        return problems
 
     def bulk_load(self, incoming: int) -> contextlib.AbstractContextManager[None]:
         """For an ingest of ``incoming`` documents at least as large as the collection (and 1,000 or more): the

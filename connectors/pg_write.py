@@ -96,8 +96,7 @@ def write(
             f"lost the connection to {kb.location} while writing ({str(e).strip()}); nothing of this write was "
             "stored. Re-run it when the database is back: documents already stored are skipped"
         ) from e
-    with kb.rw.write():
-        _ = kb.bm25  # follow the log now, so this process's next search sees the write
+    pg_bm25.catch_up(kb)  # follow the log now, so this process's next search sees the write
     n_upd = len({d.id for d in todo} & set(removed))
     return IndexResult(
         added=len(todo) - n_upd,

@@ -306,5 +306,11 @@ class Collection(abc.ABC):
         """Delete documents (and their chunks) by id; ids not stored are ignored."""
 
     @abc.abstractmethod
+    def check(self) -> list[str]:
+        """Check the collection's integrity now, reading everything it stores; returns the problems found, each
+        saying what to do (an empty list: healthy). ``rag check`` runs it. Opening a collection checks only what
+        is cheap; a damaged index file is otherwise caught when it is first loaded, before any result."""
+
+    @abc.abstractmethod
     def rebuild(self, *, progress: bool = False) -> IndexResult:
         """Rebuild the indexes from the stored documents (repairs damaged payloads or a damaged ANN index)."""

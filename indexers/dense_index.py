@@ -11,6 +11,7 @@ CPU. Saved with ``faiss.write_index`` (no pickle).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,15 +50,13 @@ _CPU = object()  # a searcher slot's "looked, no GPU"
 
 def gpu_searcher(index: Any) -> Any:
     """A GPU copy of a flat index: faiss's own when it has GPU support, else :class:`TorchFlat` on CUDA; None
-    without a GPU."""
+    without a GPU. Torch is used only when already imported (a sentence-transformers encoder loads it): with
+    another encoder, importing torch (about 2 s) to look for a GPU would cost more than a CPU search saves."""
     faiss = _faiss()
     if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
         return faiss.index_cpu_to_all_gpus(index)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        return None
-    return TorchFlat(index, "cuda") if torch.cuda.is_available() else None
+    torch = sys.modules.get("torch")
+    return TorchFlat(index, "cuda") if torch is not None and torch.cuda.is_available() else None
 
 
 class TorchFlat:

@@ -37,7 +37,7 @@ from rag.indexers.manifest import (
     read_manifest,
     verify_payload,
 )
-from rag.indexers.store import DocStore
+from rag.indexers.store import DocStore, damaged_store
 from rag.indexers.tokenize import Tokenizer
 from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder
@@ -151,7 +151,7 @@ class DirectoryCollection(Collection):
             try:
                 self._store = DocStore(self.path / self.manifest["store"], read_only=self.read_only)
             except IndexFormatError as e:
-                if "lock" in str(e).lower():
+                if "could not set lock" in str(e).lower():
                     raise CollectionLockedError(
                         f"collection {self.path} is in use by another process that opened it for writing; "
                         "close it there (or open both read_only=True to share it), then retry"
@@ -244,6 +244,51 @@ class DirectoryCollection(Collection):
     def rebuild(self, *, progress: bool = False) -> IndexResult:
         """Rebuild the BM25 and dense indexes from the document store (repairs damaged payloads)."""
         return writes.rebuild(self, progress=progress)
+
+    def check(self) -> list[str]:
+        """Check the whole collection now (see :meth:`Collection.check`): the manifest and each index payload
+        against their checksums, every block of the document store (DuckDB checksums each block), the indexes'
+        sizes against the store, and the manifests of the models trained into it."""
+        import duckdb
+
+        from rag.models import TASKS, read_model_manifest
+
+        try:
+            read_manifest(self.path)
+        except IndexFormatError as e:
+            return [str(e)]
+        problems = []
+        for entry in self.manifest["payloads"].values():
+            try:
+                verify_payload(self.path, entry)
+            except IndexFormatError as e:
+                problems.append(str(e))
+        try:
+            self.store.scan()
+            counts = self.store.counts(self.generation)
+        except duckdb.Error as e:
+            problems.append(str(damaged_store(self.path / self.manifest["store"], e)))
+        except IndexFormatError as e:
+            problems.append(str(e))
+        else:
+            expected = (self.manifest["counts"]["documents"], self.manifest["counts"]["chunks"])
+            sizes = {"bm25": len(self.bm25)} if not problems else {}
+            if self.has_dense and not problems:
+                sizes["dense"] = len(self.dense)
+            wrong = [f"{k} holds {n}" for k, n in sizes.items() if n != counts[1]]
+            if counts != expected or wrong:
+                problems.append(
+                    f"collection {self.path}: the store holds {counts[0]} documents and {counts[1]} chunks, the "
+                    f"manifest says {expected[0]} and {expected[1]}{'; ' if wrong else ''}{', '.join(wrong)}. "
+                    f"Rebuild the indexes with `rag reindex --collection {self.path}`"
+                )
+        for task in TASKS:
+            for model in sorted((self.path / "models" / task).glob("[!.]*")):
+                try:
+                    read_model_manifest(model, task)
+                except IndexFormatError as e:
+                    problems.append(str(e))
+        return problems
 
     @staticmethod
     def destroy(path: str | Path) -> None:  # type: ignore[override]

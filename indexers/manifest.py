@@ -17,6 +17,23 @@ from rag.errors import IndexFormatError
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 TYPE = "pilotfish.collection"
+KEYS = frozenset(
+    {"type", "format_version", "pilotfish_version", "generation", "created", "updated", "params", "encoder",
+     "counts", "payloads", "store", "checksum"}
+)  # fmt: skip
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON, without its ``checksum`` field."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def write_manifest(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Write ``data`` as the collection's manifest (atomically, with its checksum); return what was written."""
+    sealed = {**data, "checksum": manifest_digest(data)}
+    write_json_atomic(path / MANIFEST, sealed)
+    return sealed
 
 
 def sha256_file(path: str | Path) -> str:
@@ -57,8 +74,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
         data = json.loads(mf.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise IndexFormatError(f"{mf} is unreadable ({e}); restore it or re-index the collection") from e
+    damaged = IndexFormatError(
+        f"{mf} fails its checksum: the file was changed or corrupted. Restore it from a backup, or re-index "
+        f"the documents into a new collection (`rag index DOCS --collection NEW`)"
+    )
+    if isinstance(data, dict) and "checksum" in data and data["checksum"] != manifest_digest(data):
+        raise damaged
     if not isinstance(data, dict) or data.get("type") != TYPE:
         raise IndexFormatError(f"{mf} is not a pilotfish collection manifest")
+    if not set(data) <= KEYS:  # a manifest from before checksums has only known keys; a damaged key is unknown
+        raise damaged
     if data.get("format_version") != FORMAT_VERSION:
         raise IndexFormatError(
             f"{path} has format_version {data.get('format_version')!r}; this pilotfish reads "
@@ -71,7 +96,7 @@ def verify_payload(path: Path, entry: dict[str, Any]) -> Path:
     """Check one payload file against its manifest entry; return its path."""
     f = path / entry["file"]
     if not f.is_file():
-        raise IndexFormatError(f"payload {f} is missing; re-index the collection (rag index ... --rebuild)")
+        raise IndexFormatError(f"payload {f} is missing; rebuild the indexes with `rag reindex --collection {path}`")
     digest = sha256_file(f)
     if digest != entry["sha256"]:
         raise IndexFormatError(

@@ -8,6 +8,8 @@ committed (a crash mid-write), so the collection always opens at its last commit
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +32,36 @@ CREATE TABLE IF NOT EXISTS chunks (
 """
 
 
+def damaged_store(path: Path, e: Exception) -> IndexFormatError:
+    return IndexFormatError(
+        f"the document store {path} is damaged or unreadable ({e}); restore it from a backup, or re-index the "
+        "source documents into a new collection (`rag index DOCS --collection NEW`)"
+    )
+
+
+def _guard(method: Any) -> Any:
+    """Turn DuckDB's "Corrupt database file" (a block failing its checksum) into :func:`damaged_store`."""
+
+    @functools.wraps(method)
+    def guarded(self: DocStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:
+            if "Corrupt database file" in str(e) and "duckdb" in type(e).__module__:
+                raise damaged_store(self.path, e) from e
+            raise
+
+    return guarded
+
+
+def _guard_reads(cls: type) -> type:
+    for name, member in list(vars(cls).items()):
+        if inspect.isfunction(member) and not name.startswith("_") and name != "close":
+            setattr(cls, name, _guard(member))
+    return cls
+
+
+@_guard_reads
 class DocStore:
     """DuckDB-backed storage of documents and chunks (``store.duckdb`` in a collection)."""
 
@@ -42,7 +74,9 @@ class DocStore:
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as e:
-            raise IndexFormatError(f"cannot open the document store {self.path}: {e}") from e
+            if "could not set lock" in str(e).lower():
+                raise IndexFormatError(f"cannot open the document store {self.path}: {e}") from e
+            raise damaged_store(self.path, e) from e
         if not read_only:
             self.con.execute(_SCHEMA)
         self._fields: tuple[int, set[str]] | None = None
@@ -221,6 +255,19 @@ class DocStore:
         d = self._read().execute(f"SELECT count(*) FROM documents WHERE {vis}", [gen, gen]).fetchone()
         c = self._read().execute(f"SELECT count(*) FROM chunks WHERE {vis}", [gen, gen]).fetchone()
         return int(d[0]) if d else 0, int(c[0]) if c else 0
+
+    def scan(self) -> int:
+        """Read every value of every table in the store (DuckDB verifies each block's checksum as it reads it);
+        returns the number of rows read. Raises ``duckdb.Error`` on a damaged block."""
+        con = self._read()
+        q = "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
+        tables = con.execute(q).fetchall()
+        rows = 0
+        for schema, table in tables:
+            name = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
+            n = con.execute(f"SELECT count(*), sum(hash(t)) FROM {name} AS t").fetchone()
+            rows += int(n[0]) if n else 0
+        return rows
 
     def metas(self, gen: int, kind: str) -> dict[str, dict[str, Any]]:
         """Metadata of the visible documents whose ``meta.kind`` is ``kind`` (e.g. the table cards), by id."""

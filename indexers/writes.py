@@ -22,7 +22,7 @@ import numpy as np
 from rag.errors import CollectionLockedError, ConfigError, DocumentNotFoundError
 from rag.indexers.bm25_index import BM25Index, BM25Params
 from rag.indexers.dense_index import DenseIndex, DenseParams
-from rag.indexers.manifest import MANIFEST, read_manifest, sha256_file, write_json_atomic
+from rag.indexers.manifest import read_manifest, sha256_file, write_manifest
 from rag.indexers.store import index_text
 from rag.indexers.tokenize import Tokenizer
 from rag.types import Doc, content_id
@@ -244,7 +244,8 @@ def write(
         if not changed and not removed:
             return IndexResult(unchanged=unchanged)
         parts, vecs = chunk_and_embed(kb, [d for d, _ in changed], progress, prepared)
-        next_ord = store.next_ord()
+        # above every row (deleted ones too) and every id BM25 holds: vacuumed rows may have held the largest ids
+        next_ord = max(store.next_ord(), int(kb.bm25.slot_ord[-1]) + 1 if len(kb.bm25.slot_ord) else 0)
         chunk_rows: list[tuple[int, Doc]] = []
         doc_rows = []
         for d, h in changed:
@@ -307,8 +308,7 @@ def commit(kb: DirectoryCollection, gen: int) -> None:
         "counts": {"documents": n_docs, "chunks": n_chunks},
         "payloads": payloads,
     }
-    write_json_atomic(kb.path / MANIFEST, manifest)
-    kb.manifest = manifest
+    kb.manifest = write_manifest(kb.path, manifest)
     _fault("after_manifest")
     keep = {e["file"] for e in payloads.values()}
     for f in old - keep:

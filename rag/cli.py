@@ -241,6 +241,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    with _open(args) as kb:
+        problems = kb.check()
+        where = kb.location
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(f"{where}: {'damaged, ' + str(len(problems)) + ' problem(s)' if problems else 'ok'}")
+    return 1 if problems else 0
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     with _open(args, read_only=False) as kb:
         res = kb.delete(args.ids)
@@ -325,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--collection", "--store", required=True)
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=cmd_info)
+
+    ck = sub.add_parser("check", help="check a collection's integrity (checksums, store, indexes); exit 1 if damaged")
+    ck.add_argument("--collection", "--store", required=True)
+    ck.set_defaults(func=cmd_check)
 
     de = sub.add_parser("delete", help="delete documents by id")
     de.add_argument("ids", nargs="+")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag.errors import ConfigError, IndexFormatError
+from rag.indexers.manifest import manifest_digest, sha256_file
 
 Task = Literal["reranker", "verifier", "decomposer"]
 TASKS: tuple[str, ...] = ("reranker", "verifier", "decomposer")
@@ -54,8 +55,8 @@ def data_hash(records: Iterable[Any]) -> str:
     return h.hexdigest()
 
 
-def read_model_manifest(path: str | Path, task: str | None = None) -> dict[str, Any]:
-    """Read and check a trained model's manifest.
+def read_model_manifest(path: str | Path, task: str | None = None, verify: bool = True) -> dict[str, Any]:
+    """Read and check a trained model's manifest and (with ``verify``) its files against their checksums.
 
     Raises:
         IndexFormatError: no manifest, a manifest from another task, or an unsupported format version.
@@ -64,11 +65,15 @@ def read_model_manifest(path: str | Path, task: str | None = None) -> dict[str, 
     f = path / MANIFEST
     if not f.is_file():
         raise IndexFormatError(f"{path} is not a pilotfish model directory (no {MANIFEST}).")
+    retrain = f"retrain it (rag train {task or 'TASK'} ... --force) or delete {path}"
     try:
         m = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise IndexFormatError(f"{f} is unreadable ({e}); retrain the model with --force.") from e
-    if m.get("type") != "pilotfish-model":
+    except (OSError, ValueError) as e:
+        raise IndexFormatError(f"{f} is unreadable ({e}); {retrain}.") from e
+    # models from before checksums have neither "checksum" nor "files"; one without the other is a damaged key
+    if isinstance(m, dict) and ("checksum" in m or "files" in m) and m.get("checksum") != manifest_digest(m):
+        raise IndexFormatError(f"{f} fails its checksum: the file was changed or corrupted; {retrain}.")
+    if not isinstance(m, dict) or m.get("type") != "pilotfish-model":
         raise IndexFormatError(f"{f} is not a pilotfish model manifest (type={m.get('type')!r}).")
     if m.get("format_version") != FORMAT_VERSION:
         raise IndexFormatError(
@@ -79,6 +84,9 @@ def read_model_manifest(path: str | Path, task: str | None = None) -> dict[str, 
         raise IndexFormatError(
             f"{path} holds a {m.get('task')} model, not a {task}; pass a {task} model (rag models list shows them)."
         )
+    for name, digest in (m.get("files") or {}).items() if verify else ():
+        if not (path / name).is_file() or sha256_file(path / name) != digest:
+            raise IndexFormatError(f"model file {path / name} is missing or fails its checksum; {retrain}.")
     return m
 
 
@@ -100,24 +108,60 @@ def resolve_model(name: str | Path, task: str, collection: str | Path | None = N
     text = str(name)
     if "/" not in text:
         for root in ([Path(collection)] if collection is not None else []) + [None]:
-            d = model_dir(task, text, root)
-            if (d / MANIFEST).exists():
+            d = committed_model(model_dir(task, text, root))
+            if d is not None:
                 return str(d), read_model_manifest(d, task)
     return text, {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def committed_model(dest: Path) -> Path | None:
+    """The committed model at ``dest``: ``dest`` itself, or, when a writer was killed between moving the previous
+    model aside and moving the new one in, the previous model (``.<name>.old-<pid>``); None when there is none."""
+    if (dest / MANIFEST).exists():
+        return dest
+    for old in sorted(dest.parent.glob(f".{dest.name}.old-*")):
+        if (old / MANIFEST).exists():
+            return old
+    return None
+
+
+def _recover(dest: Path) -> None:
+    """Undo what a killed writer left at ``dest``: put the previous model back, remove its temporary copies."""
+    found = committed_model(dest)
+    if found is not None and found != dest:
+        os.replace(found, dest)
+    for stale in dest.parent.glob(f".{dest.name}.*-*"):
+        pid = stale.name.rsplit(".", 1)[-1].split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextmanager
 def writing_model(dest: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory to write a model into; on success it replaces ``dest`` atomically.
 
+    The commit point is the rename of the complete temporary directory (manifest written last) to ``dest``: a
+    process killed before it leaves the previous model in force (see :func:`committed_model`).
+
     Raises:
         ConfigError: ``dest`` exists and ``force`` is false.
     """
     dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _recover(dest)
     if dest.exists() and not force:
         raise ConfigError(f"{dest} already holds a model; pass --force (force=True) to overwrite it.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         yield tmp
         if not (tmp / MANIFEST).exists():
@@ -147,7 +191,13 @@ def write_model_manifest(path: Path, task: str, name: str, base: str, **fields: 
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "pilotfish_version": __version__,
         **fields,
+        "files": {
+            f.relative_to(path).as_posix(): sha256_file(f)
+            for f in sorted(path.rglob("*"))
+            if f.is_file() and f.name != MANIFEST
+        },
     }
+    m["checksum"] = manifest_digest(m)
     (path / MANIFEST).write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return m
 
@@ -166,7 +216,7 @@ def list_models(collection: str | Path | None = None) -> list[dict[str, Any]]:
                 if sub.name.startswith(".") or not (sub / MANIFEST).exists():
                     continue
                 try:
-                    m = read_model_manifest(sub, task)
+                    m = read_model_manifest(sub, task, verify=False)
                 except IndexFormatError as e:
                     m = {"task": task, "name": sub.name, "error": str(e)}
                 out.append({**m, "where": where, "path": str(sub)})

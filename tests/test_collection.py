@@ -16,6 +16,7 @@ from rag.errors import (
     IndexFormatError,
     QueryError,
 )
+from rag.indexers.manifest import manifest_digest
 from rag.protocols import Retriever
 
 DOCS = [
@@ -220,6 +221,7 @@ def test_format_version_mismatch(kb):
     mf = kb.path / "manifest.json"
     data = json.loads(mf.read_text())
     data["format_version"] = 99
+    data["checksum"] = manifest_digest(data)  # as a newer pilotfish would write it
     mf.write_text(json.dumps(data))
     with pytest.raises(IndexFormatError, match="format_version 99"):
         Collection.open(kb.path)

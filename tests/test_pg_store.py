@@ -125,7 +125,9 @@ def test_a_large_ingest_builds_the_ann_index_once_at_the_end(pg_url, encoder, mo
     assert has_index()
     with kb.bulk_load(10):  # small: the index is updated row by row
         assert has_index()
+    assert kb.check() == []
     kb.con().execute(f"DROP INDEX {kb.name}.chunks_embedding")  # as a crash inside bulk_load would leave it
+    assert kb.check() == [f"schema {kb.name}: the hnsw index is missing; run `rag reindex --store URL`"]
     Collection.open(pg_url, read_only=True).close()
     assert not has_index()  # a reader never changes the store
     Collection.open(pg_url).close()
@@ -207,6 +209,8 @@ def test_cli_index_search_info_delete_with_store(pg_url, docs_dir, capsys):
     assert info["documents"] == summary["total_documents"] and info["schema_version"] == pg_schema.MIGRATIONS[-1][0]
     assert cli.main(["delete", hits[0]["meta"]["parent"], "--store", pg_url]) == 0
     assert "deleted 1 documents" in capsys.readouterr().out
+    assert cli.main(["check", "--store", pg_url]) == 0
+    assert capsys.readouterr().out.strip() == f"{pg_schema.redact(pg_url)}: ok"
 
 
 def test_migrations_are_versioned_and_applied_once(pg_url, monkeypatch):

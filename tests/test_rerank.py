@@ -129,12 +129,13 @@ def test_interrupted_training_registers_nothing(kb, tmp_path: Path, monkeypatch:
 def test_version_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None:
     import shutil
 
+    from rag.indexers.manifest import manifest_digest
     from rag.models import MANIFEST, read_model_manifest
 
     d = tmp_path / "old"
     shutil.copytree(trained, d)
-    m = json.loads((d / MANIFEST).read_text())
-    (d / MANIFEST).write_text(json.dumps({**m, "format_version": 99}))
+    m = {**json.loads((d / MANIFEST).read_text()), "format_version": 99}
+    (d / MANIFEST).write_text(json.dumps({**m, "checksum": manifest_digest(m)}))  # as a newer pilotfish writes it
     with pytest.raises(IndexFormatError, match="format version 99"):
         read_model_manifest(d, "reranker")
 

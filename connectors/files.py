@@ -110,7 +110,9 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
     if not data.strip():
         raise SourceError(rel, "empty file")
     if suffix == ".pdf":
-        return [_read_pdf(data, rel)], []
+        from rag.connectors.isolate import run_isolated
+
+        return [run_isolated(rel, _read_pdf, data, rel)], []
     text = decode_text(data, rel)
     if not text.strip():
         raise SourceError(rel, "no text (only whitespace or control characters)")

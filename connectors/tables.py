@@ -29,6 +29,7 @@ from typing import Any
 from rag.connectors.files import decode_text
 from rag.errors import SourceError
 
+MAX_UNZIPPED = 512 * 1024 * 1024  # an Excel workbook's unpacked size
 TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".json", ".jsonl", ".xlsx", ".xlsm", ".duckdb", ".sqlite", ".sqlite3"}
 _IDENT = re.compile(r"[^0-9a-z]+")
 
@@ -109,7 +110,9 @@ def read_tables(path: str | Path, root: str | Path | None = None) -> list[RawTab
     if suffix in (".json", ".jsonl"):
         return [_json(p, rel, lines=suffix == ".jsonl")]
     if suffix in (".xlsx", ".xlsm"):
-        return _excel(p, rel)
+        from rag.connectors.isolate import run_isolated
+
+        return run_isolated(rel, _excel, p, rel)
     if suffix == ".parquet":
         return [_parquet(p, rel)]
     if suffix == ".duckdb":
@@ -200,6 +203,23 @@ def _json(p: Path, rel: str, lines: bool) -> RawTable:
     return RawTable(source=rel, name=rel, columns=cols, rows=rows)
 
 
+def _check_unzipped_size(p: Path, rel: str) -> None:
+    """Refuse a workbook (a zip archive) that unpacks to more than ``MAX_UNZIPPED`` bytes: a zip bomb, or a
+    sheet too large to read. Python's zipfile never inflates a member past its declared size, so the sizes
+    declared in the archive are the bound."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            total = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip: openpyxl says so below
+    if total > MAX_UNZIPPED:
+        raise SourceError(
+            rel, f"unpacks to {total:,} bytes (the limit is {MAX_UNZIPPED:,}): a zip bomb, or too large; split it"
+        )
+
+
 def _excel(p: Path, rel: str) -> list[RawTable]:
     try:
         import openpyxl
@@ -207,6 +227,7 @@ def _excel(p: Path, rel: str) -> list[RawTable]:
         from rag.errors import MissingDependencyError
 
         raise MissingDependencyError("openpyxl", purpose="reading Excel files") from e
+    _check_unzipped_size(p, rel)
     try:
         wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
     except Exception as e:  # openpyxl raises zipfile/KeyError/InvalidFileException for broken files

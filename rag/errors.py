@@ -55,6 +55,9 @@ class SourceError(RagError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickles across the file-reader process
+        return (type(self), (self.source, self.reason))
+
 
 class UnsafeQueryError(RagError):
     """A generated query (SQL, tool call) was rejected by a validator."""

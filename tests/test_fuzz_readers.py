@@ -113,3 +113,82 @@ def test_a_folder_of_broken_files_still_yields_the_good_ones(tmp_path: Path) -> 
     good_docs = {d.meta["source"] for d in report.docs}
     assert {f"good{i}{s}" for i, s in enumerate(sorted(SAMPLES)) if s in SUFFIXES and s != ".jsonl"} <= good_docs
     assert report.files == 2 * len(SAMPLES) and report.skipped
+
+
+# ---------------------------------------------------------------- limits: size, zip bombs, time, memory, crashes
+def zip_bomb(path: Path, unpacked: int) -> Path:
+    """An .xlsx-named zip whose one sheet inflates to ``unpacked`` bytes of zeros (about 1,000 times its size)."""
+    import zipfile
+
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z,
+        z.open("xl/worksheets/sheet1.xml", "w") as f,
+    ):
+        block = b"\x00" * (1 << 22)
+        for _ in range(unpacked // len(block)):
+            f.write(block)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb_bytes(tmp_path_factory) -> bytes:
+    return zip_bomb(tmp_path_factory.mktemp("bomb") / "bomb.xlsx", 600 << 20).read_bytes()
+
+
+def test_a_zip_bomb_workbook_is_refused_before_it_is_inflated(tmp_path: Path, bomb_bytes: bytes) -> None:
+    bomb = tmp_path / "bomb.xlsx"
+    bomb.write_bytes(bomb_bytes)
+    assert bomb.stat().st_size < 2 << 20
+    with pytest.raises(SourceError, match=r"unpacks to 629,145,600 bytes.*zip bomb"):
+        read_tables(bomb, root=tmp_path)
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate(600 << 20)  # sparse: no disk used
+    with pytest.raises(SourceError, match="file too large"):
+        read_file(big, root=tmp_path)
+
+
+@pytest.fixture
+def strict_limits(monkeypatch):
+    from rag.connectors import isolate
+
+    monkeypatch.setenv("PILOTFISH_READ_TIMEOUT", "3")
+    monkeypatch.setenv("PILOTFISH_READ_MEMORY_MB", "1024")
+    isolate._stop()  # the next read starts a worker with these limits
+    yield isolate.run_isolated
+    isolate._stop()
+
+
+def test_time_memory_and_crash_limits_turn_into_per_file_errors(strict_limits, tmp_path: Path) -> None:
+    import time
+
+    with pytest.raises(SourceError, match=r"slow.pdf: reading took longer than 3 s"):
+        strict_limits("slow.pdf", time.sleep, 60)
+    with pytest.raises(SourceError, match=r"huge.xlsx: reading needs more than 1024 MB"):
+        strict_limits("huge.xlsx", bytearray, 3 << 30)
+    with pytest.raises(SourceError, match=r"crash.pdf: the file crashed its reader"):
+        strict_limits("crash.pdf", os.abort)
+    f = tmp_path / "fine.pdf"  # the worker was replaced each time; reading goes on
+    f.write_bytes(SAMPLES[".pdf"])
+    assert read_file(f, root=tmp_path)[0][0].meta["pages"] == 2
+
+
+def test_indexing_a_folder_with_a_bomb_and_broken_files_goes_on(tmp_path: Path, capsys, bomb_bytes: bytes) -> None:
+    from rag.cli import main as cli
+
+    docs = tmp_path / "docs"
+    shutil.copytree(DATA / "docs", docs)
+    (docs / "bomb.xlsx").write_bytes(bomb_bytes)
+    (docs / "truncated.pdf").write_bytes(SAMPLES[".pdf"][:300])
+    (docs / "random.html").write_bytes(os.urandom(4096))
+
+    def index(folder: Path, kb: str) -> tuple[int, dict]:
+        code = cli(["index", str(folder), "--collection", str(tmp_path / kb), "--encoder", "none", "--quiet", "--json"])
+        return code, __import__("json").loads(capsys.readouterr().out)
+
+    code, summary = index(docs, "kb")
+    assert code == 3 and summary["total_documents"] == index(DATA / "docs", "clean")[1]["total_documents"]
+    assert {"bomb.xlsx", "truncated.pdf", "random.html"} <= {s["path"] for s in summary["skipped"]}, summary

@@ -32,21 +32,48 @@ def batch(b: int, updated: bool = False) -> list[Doc]:
     return [Doc(f"everything batch{b} {word} item {i} about rivers", id=f"b{b}-{i}") for i in range(SIZE)]
 
 
-def write_batches(kb: Collection, batches: int = BATCHES) -> None:
+def plan(batches: int = BATCHES) -> list[tuple[str, list, str, bool | None]]:
+    """The writes, one commit each: (method, its argument, the batch, revised after it / None: deleted)."""
+    ops: list[tuple[str, list, str, bool | None]] = []
     for b in range(batches):
-        kb.add(batch(b))
+        ops.append(("add", batch(b), f"b{b}", False))
         if b % 3 == 1:
-            kb.update(batch(b - 1, updated=True))
+            ops.append(("update", batch(b - 1, updated=True), f"b{b - 1}", True))
         if b % 4 == 3:
-            kb.delete([d.id for d in batch(b - 3)])
+            ops.append(("delete", [d.id for d in batch(b - 3)], f"b{b - 3}", None))
+    return ops
+
+
+def write_batches(kb: Collection) -> None:
+    for method, arg, _, _ in plan():
+        getattr(kb, method)(arg)
+
+
+def committed_states() -> list[dict[str, bool]]:
+    """Every state a reader may see, as {batch: revised}: before the first write and after each one."""
+    state: dict[str, bool] = {}
+    states = [dict(state)]
+    for _, _, b, revised in plan():
+        if revised is None:
+            del state[b]
+        else:
+            state[b] = revised
+        states.append(dict(state))
+    return states
+
+
+STATES = committed_states()
 
 
 def violations(hits: list[tuple[str, str]]) -> list[str]:
-    """``hits`` as (id, text): what no committed state could show."""
+    """``hits`` as (id, text): what no committed state could show (part of a batch, part of an update, or a
+    combination of batches that never existed together)."""
     per_batch = Counter(i.split("-")[0] for i, _ in hits)
     revised = Counter(i.split("-")[0] for i, t in hits if " revised " in t)
     out = [f"{b}: {n} of {SIZE} documents" for b, n in per_batch.items() if n != SIZE]
-    return out + [f"{b}: {n} of {SIZE} revised" for b, n in revised.items() if n not in (0, SIZE)]
+    out += [f"{b}: {n} of {SIZE} revised" for b, n in revised.items() if n not in (0, SIZE)]
+    seen = {b: revised[b] == SIZE for b in per_batch}
+    return out or ([] if seen in STATES else [f"never committed together: {sorted(seen.items())}"])
 
 
 def test_threads_search_while_a_writer_adds_updates_and_deletes(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``rag serve``: the HTTP API and the web chat page over one or more collections (see :mod:`rag.server`)."""
+"""``rag serve``: the HTTP API and the web chat page over one or more collections (see :mod:`rag.server`), run
+by uvicorn with a per-request deadline against slow clients (``--request-timeout``; see :mod:`rag.server_http`)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,9 @@ def _collections(values: list[str]) -> dict[str, str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from rag.cli_ask import pipeline_options
     from rag.server import create_app
+    from rag.server_http import run, server_config
 
     token = args.token or os.environ.get("PILOTFISH_TOKEN") or None
     app = create_app(
@@ -46,8 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = ", ".join(app.state.served)
     auth = "bearer token required" if token else "no auth"
     print(f"serving {names} at {url} (chat page at /, API docs at /docs; {auth}); Ctrl-C stops", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
-    return 0
+    config = server_config(app, args.host, args.port, request_timeout=args.request_timeout, keep_alive=args.keep_alive,
+                           log_level=args.log_level, timeout_graceful_shutdown=5)  # fmt: skip
+    return 0 if run(config) else 1
 
 
 def add_parsers(sub: Any) -> None:
@@ -68,6 +69,16 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
     s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from this origin, e.g. https://app.example.com (repeatable)")  # fmt: skip
+    s.add_argument("--request-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="close a connection whose request (head and body) is not in after this long, with 408; "
+                   "guards against slow clients (default 30; 0: no limit)")  # fmt: skip
+    s.add_argument(
+        "--keep-alive",
+        type=int,
+        default=20,
+        metavar="SECONDS",
+        help="close a kept-alive connection idle this long (default 20: clients drop theirs first)",
+    )
     s.add_argument("--read-only", action="store_true", help="open collections read-only: no /documents writes")
     s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     add_pipeline_args(s)

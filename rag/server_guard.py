@@ -33,7 +33,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 _KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "request_too_large", 422: "invalid_request"}  # fmt: skip
+          408: "request_timeout", 409: "conflict", 413: "request_too_large", 422: "invalid_request"}  # fmt: skip
 
 
 def status_of(exc: Exception) -> int:

@@ -1,8 +1,15 @@
-"""Run a real uvicorn server on 127.0.0.1 (a free port) in a background thread, for tests that talk HTTP."""
+"""Run a real uvicorn server on 127.0.0.1 (a free port) in a background thread, or the real ``rag serve`` command
+in a subprocess, for tests that talk HTTP."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -10,11 +17,14 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn until the block ends; yields the base URL (``http://127.0.0.1:PORT``)."""
+def live_server(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn until the block ends; yields the base URL (``http://127.0.0.1:PORT``).
+    ``options`` go to :func:`rag.server_http.server_config` (``request_timeout`` ...)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    from rag.server_http import server_config
+
+    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, lifespan="off", **options))  # what `rag serve` runs
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -28,3 +38,46 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class ServeProcess:
+    url: str
+    proc: subprocess.Popen[str]
+    output: str = ""  # what it printed, once stopped
+
+
+@contextlib.contextmanager
+def rag_serve(*args: str, start_timeout: float = 90) -> Iterator[ServeProcess]:
+    """``rag serve ARGS --port P`` on a free port in its own process; yields it once /health answers, and stops
+    it with Ctrl-C (SIGINT) at the end of the block."""
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "rag.cli", "serve", *args, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    served, deadline = ServeProcess(f"http://127.0.0.1:{port}", proc), time.monotonic() + start_timeout
+    try:
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{served.url}/health", timeout=5).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"rag serve did not start: {proc.stdout.read() if proc.stdout else ''}")
+            time.sleep(0.1)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        served.output = out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from rag.injection import strip_control
 from rag.retrievers.base import check_query
 from rag.types import SubQuery, SubQueryKind
 
@@ -319,7 +320,7 @@ class PromptedDecomposer:
         msgs = [{"role": "system", "content": PROMPT_SYSTEM}]
         for q, a in PROMPT_SHOTS:
             msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        return [*msgs, {"role": "user", "content": query}]
+        return [*msgs, {"role": "user", "content": strip_control(query)}]  # no forged chat turns
 
     def parse(self, query: str, reply: str) -> list[SubQuery]:
         """The sub-queries in an LLM reply; ``[]`` when none is usable."""

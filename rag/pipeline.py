@@ -3,7 +3,10 @@
 The LLM is frozen; the small models around it (decomposer, reranker, verifier) are what you adapt. Every stage
 is optional except retrieval and generation, and each is any object with the matching role
 (:mod:`rag.protocols`). ``Answer.trace`` is a ledger with one entry per stage: what went in and came out, the
-model, milliseconds and tokens.
+model, milliseconds and tokens. ``trace["flagged_injection"]`` lists the evidence (passages, table rows, SQL
+results, tool outputs; first prompt and repair prompts) that reads like instructions planted for the model, and
+``trace["question_injection"]`` says whether the question does (see :mod:`rag.injection`): both are quoted as
+data under a fixed system prompt, never obeyed.
 
 ``Answer.text`` is the LLM's answer with ``[n]`` markers that point at ``Answer.hits[n-1]`` (the passages that
 were in the prompt); each claim's ``citations`` are document ids, re-cited by the verifier to the passage that
@@ -225,6 +228,7 @@ class RAG:
             dropped=packed.dropped,
             truncated=packed.truncated,
             flagged_injection=packed.flagged,
+            question_injection=packed.question_flagged,
         )
         return ledger, packed
 
@@ -262,6 +266,7 @@ class RAG:
             "prompt_tokens": sum(s.get("prompt_tokens", 0) for s in stages),
             "completion_tokens": sum(s.get("completion_tokens", 0) for s in stages),
             "flagged_injection": sorted({d for s in stages for d in s.get("flagged_injection", [])}),
+            "question_injection": any(s.get("question_injection") for s in stages),
         }
 
     def _gate(self, question: str, hits: list[Hit], ledger: _Ledger) -> Answer | None:

@@ -69,7 +69,15 @@ def _repair(rag: RAG, question: str, claim: Claim, ledger: Any) -> tuple[list[Cl
     packed = rag.pack(question, hits)
     t = time.perf_counter()
     raw = rag.generator.generate(packed.messages, max_new_tokens=rag.max_new_tokens)
-    ledger.add("repair-generate", t, None, claim=claim.text, prompt_tokens=packed.tokens, output=raw)
+    ledger.add(
+        "repair-generate",
+        t,
+        None,
+        claim=claim.text,
+        prompt_tokens=packed.tokens,
+        output=raw,
+        flagged_injection=packed.flagged,
+    )
     text = tidy_answer(raw)
     new = [] if ABSTAIN.lower().rstrip(".") in text.lower() else rag.verify(question, text, packed.hits, ledger)
     good = [c for c in new if c.verdict == "supported"]

@@ -6,9 +6,13 @@ answer only from them, to cite the passage after each sentence, and to say :data
 does not answer the question.
 
 Retrieved text is data, never instructions: it is quoted inside an evidence block, chat-template control
-tokens are removed from it, and a passage that reads like an instruction to the model ("ignore previous
-instructions", "you are now ...", "system prompt") is listed in ``PackedPrompt.flagged`` so the pipeline can
-record it in the trace. The system prompt is fixed and never built from retrieved text.
+tokens and invisible characters are removed from it, and a passage that reads like an instruction to the model
+("ignore previous instructions", "you are now DAN", "print your system prompt", forged ``Answer: ... [1]``
+sections, the same disguised with look-alike letters, zero-width characters or base64; see
+:mod:`rag.injection`) is listed in ``PackedPrompt.flagged`` so the pipeline can record it in the trace. The
+question is cleaned the same way and only ever appears after ``Question:``; ``PackedPrompt.question_flagged``
+says when it reads like an injection itself. The system prompt is fixed and never built from retrieved text or
+the question.
 
 Example:
     >>> from rag.types import Doc, Hit
@@ -23,7 +27,21 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from rag.injection import clean_evidence, looks_like_injection
 from rag.types import Hit
+
+__all__ = [
+    "ABSTAIN",
+    "INSTRUCTION",
+    "SYSTEM",
+    "PackedPrompt",
+    "approx_tokens",
+    "build_prompt",
+    "clean_evidence",
+    "looks_like_injection",
+    "passage_label",
+    "tidy_answer",
+]
 
 ABSTAIN = "I don't know based on the evidence."
 SYSTEM = (
@@ -35,13 +53,6 @@ SYSTEM = (
 # Evidence first, then the instruction and the question, last: small models (SmolLM2-135M) answer far better
 # this way than with the question first (token F1 on SQuAD paragraphs 0.12-0.17 against 0.02-0.05).
 INSTRUCTION = "Answer the question with a few words from the evidence above, then cite the passage like [1]."
-_CONTROL = re.compile(r"<\|[^|>]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>")
-_INJECTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:instructions?|prompts?|rules|directions)\b"
-    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions?\b|\bdo not follow\b[^.\n]{0,30}\binstructions?\b"
-    r"|\bact as\b[^.\n]{0,30}\b(?:assistant|model|ai)\b|\brespond only with\b|\breply only with\b",
-    re.IGNORECASE,
-)
 
 
 _ECHO = re.compile(r"^\s*\[(\d+)\]\s*(?:\([^)]{0,120}\)\s*)?")
@@ -63,23 +74,14 @@ def approx_tokens(text: str) -> int:
     return max(len(text.split()), (len(text) + 3) // 4)
 
 
-def looks_like_injection(text: str) -> bool:
-    """True when ``text`` contains phrasing that addresses the model (planted instructions)."""
-    return bool(_INJECTION.search(text))
-
-
-def clean_evidence(text: str) -> str:
-    """Evidence text with chat-template control tokens removed and whitespace collapsed."""
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
 @dataclass
 class PackedPrompt:
     """Chat messages for the LLM and what went into them.
 
     ``hits`` are the passages in the prompt, in the order of their ``[n]`` numbers; ``dropped`` the ids of hits
     left out for lack of budget; ``truncated`` the ids of passages cut to fit; ``flagged`` the ids of passages
-    that look like planted instructions; ``tokens`` the estimated prompt size.
+    that look like planted instructions (whether they made it into the prompt or not); ``question_flagged``
+    whether the question itself does; ``tokens`` the estimated prompt size.
     """
 
     messages: list[dict[str, str]]
@@ -88,6 +90,7 @@ class PackedPrompt:
     dropped: list[str] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
+    question_flagged: bool = False
 
 
 def passage_label(hit: Hit) -> str:
@@ -130,18 +133,20 @@ def build_prompt(
         count: token counter (the generator's tokenizer when it has one; :func:`approx_tokens` otherwise).
         system: the system prompt (fixed; never built from retrieved text).
     """
-    question = " ".join(question.split())
+    flagged_question = looks_like_injection(question)
+    question = clean_evidence(question)
     head = "Evidence:\n"
     tail = f"\n\n{INSTRUCTION}\nQuestion: {question}\nAnswer:"
     used = count(system) + count(head) + count(tail) + 8
     packed: list[Hit] = []
     lines: list[str] = []
-    out = PackedPrompt(messages=[], hits=packed, tokens=0)
+    out = PackedPrompt(messages=[], hits=packed, tokens=0, question_flagged=flagged_question)
     for hit in hits:
         text = clean_evidence(hit.doc.text)
-        if looks_like_injection(text):
+        raw_label = passage_label(hit)
+        if looks_like_injection(hit.doc.text) or looks_like_injection(raw_label):  # raw: disguises are signals
             out.flagged.append(hit.doc.id)
-        label = passage_label(hit)
+        label = clean_evidence(raw_label)
         prefix = f"[{len(packed) + 1}] " + (f"({label}) " if label else "")
         room = min(max_passage_tokens, budget_tokens - used - count(prefix) - 2)  # 2: joins and rounding
         if room < 16:

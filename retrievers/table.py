@@ -8,7 +8,8 @@ dense indexes. Then, by ``mode``:
 * ``sql``: the LLM writes one query against the tables' schemas (with three sample rows each); the query is
   validated (:func:`~rag.retrievers.sql_guard.validate_sql`), run with a row limit and a timeout, and the
   result table becomes one citable hit showing the SQL. A rejected or failing query is logged in the trace and
-  sent back to the LLM once with the error (``retries``); it never runs unvalidated.
+  sent back to the LLM once with the error (``retries``); it never runs unvalidated. Cell values reach the
+  LLM as data: whitespace-collapsed in SQL comments, with chat-template control tokens removed.
 
 Aggregations (count, sum, max, filter-and-sum) need ``sql``: rows alone show the LLM a handful of rows.
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError, UnsafeQueryError
+from rag.injection import strip_control
 from rag.retrievers.base import check_k, check_query
 from rag.retrievers.sql_guard import SQLResult, run_sql, validate_sql
 from rag.types import Doc, Hit
@@ -243,6 +245,7 @@ class TableRetriever:
         prompt = SQL_PROMPT.format(schemas=self.schema_text(tables), question=question)
         if error:
             prompt += REPAIR.format(sql=error[0], error=error[1])
+        prompt = strip_control(prompt)  # cells, the question and an echoed query cannot forge chat turns
         if self._sized:
             return extract_sql(str(self.generator.generate(prompt, max_new_tokens=self.sql_tokens)))
         return extract_sql(str(self.generator.generate(prompt)))

@@ -31,6 +31,7 @@ import numpy as np
 
 from rag.errors import ConfigError, RagError
 from rag.indexers.bm25_index import BM25Index
+from rag.injection import strip_control
 from rag.retrievers.base import check_k, check_query
 from rag.retrievers.hybrid import fuse
 from rag.retrievers.tool_fill import grounded, rule_fill
@@ -238,7 +239,7 @@ class ToolRetriever:
                 key=key,
                 kind=kind,
                 note=note.strip(),
-                query=query,
+                query=strip_control(query),
                 so_far=so_far,
             )
             raw = first_value(self._generate(prompt), key)

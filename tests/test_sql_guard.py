@@ -20,6 +20,10 @@ SAFE = [
     "SELECT name, rank() OVER (ORDER BY salary DESC) FROM staff",
     "SELECT '--' AS dashes, 'x; DROP TABLE staff' AS text FROM staff",  # inside literals: data, not SQL
     "SELECT * FROM staff UNION ALL SELECT * FROM staff",
+    "WITH a AS (SELECT * FROM staff), b AS (SELECT * FROM a WHERE salary > 1) SELECT count(*) FROM b",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 12) SELECT n FROM r",
+    "SELECT printf('%.2f', avg(salary)), format('{:.1f}%', 12.5), lpad(name, 8, '.') FROM staff GROUP BY name",
+    "SELECT repeat('-', 20), unnest(range(1, 13)) AS month, to_base(salary, 2) FROM staff",
 ]
 
 ATTACKS = [
@@ -59,6 +63,16 @@ ATTACKS = [
     ("", "empty"),
     ("SELEC * FROM staff", "does not parse"),
     ("SELECT " + "1+" * 3000 + "1", "characters long"),
+    ("WITH documents AS (SELECT * FROM documents) SELECT * FROM documents", "documents"),  # a CTE named like a table
+    ("SELECT * FROM (WITH chunks AS (SELECT 1) SELECT * FROM chunks), chunks", "chunks"),  # out of the CTE's scope
+    ("SELECT getvariable('secret')", "getvariable"),
+    ("SELECT nextval('seq')", "nextval"),
+    ("SELECT pg_get_viewdef(1)", "pg_get_viewdef"),  # a built-in macro that queries the catalog
+    ("SELECT length(repeat('x', 100000000))", "repeat"),  # one uninterruptible call: capped, not timed out
+    ("SELECT repeat(name, 3) FROM staff", "literal"),
+    ("SELECT len(range(1000000000))", "range"),
+    ("SELECT printf('%0900000000d', 1)", "printf"),
+    ("SELECT format('{:>{}}', 'x', 900000000)", "format"),
 ]
 
 

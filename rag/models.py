@@ -74,7 +74,8 @@ def read_model_manifest(path: str | Path, task: str | None = None, verify: bool 
     if isinstance(m, dict) and ("checksum" in m or "files" in m) and m.get("checksum") != manifest_digest(m):
         raise IndexFormatError(f"{f} fails its checksum: the file was changed or corrupted; {retrain}.")
     if not isinstance(m, dict) or m.get("type") != "pilotfish-model":
-        raise IndexFormatError(f"{f} is not a pilotfish model manifest (type={m.get('type')!r}).")
+        kind = m.get("type") if isinstance(m, dict) else type(m).__name__
+        raise IndexFormatError(f"{f} is not a pilotfish model manifest (type={kind!r}).")
     if m.get("format_version") != FORMAT_VERSION:
         raise IndexFormatError(
             f"{path} is a model of format version {m.get('format_version')}; this pilotfish reads version "

@@ -30,8 +30,6 @@ import contextlib
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -231,41 +229,23 @@ def serve(args: argparse.Namespace) -> None:
     run(config)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server_process(collection: Path, *extra: str, token: str | None = None) -> Iterator[tuple[str, int]]:
     """``python benchmarks/load.py --serve COLLECTION`` on a free port; yields (URL, pid); stopped with SIGINT."""
-    import httpx
+    from tests.live import free_port
+    from tests.live import server_process as start
 
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", str(collection), "--port", str(port), *extra]
     cmd += ["--token", token] if token else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    served = None
     try:
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {proc.stdout.read() if proc.stdout else ''}")
-            time.sleep(0.2)
-        yield url, proc.pid
+        with start(cmd, port, start_timeout=120, env=env) as served:
+            yield served.url, served.proc.pid
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        if proc.returncode != 0:
-            print(f"server exited with {proc.returncode}:\n{out}", file=sys.stderr)
+        if served is not None and served.proc.returncode != 0:
+            print(f"server exited with {served.proc.returncode}:\n{served.output}", file=sys.stderr)
 
 
 def build(data: str, where: Path, mode: str = "bm25") -> tuple[Path, str | None]:

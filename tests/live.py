@@ -54,14 +54,12 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def rag_serve(*args: str, start_timeout: float = 90) -> Iterator[ServeProcess]:
-    """``rag serve ARGS --port P`` on a free port in its own process; yields it once /health answers, and stops
-    it with Ctrl-C (SIGINT) at the end of the block."""
+def server_process(cmd: list[str], port: int, start_timeout: float = 90, **popen: Any) -> Iterator[ServeProcess]:
+    """Run ``cmd`` (a server that will listen on 127.0.0.1:``port``) in its own process; yield it once /health
+    answers, and stop it with Ctrl-C (SIGINT) at the end of the block (its output is then in ``output``)."""
     import httpx
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "rag.cli", "serve", *args, "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
     served, deadline = ServeProcess(f"http://127.0.0.1:{port}", proc), time.monotonic() + start_timeout
     try:
         while True:
@@ -69,7 +67,7 @@ def rag_serve(*args: str, start_timeout: float = 90) -> Iterator[ServeProcess]:
                 if httpx.get(f"{served.url}/health", timeout=5).status_code == 200:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"rag serve did not start: {proc.stdout.read() if proc.stdout else ''}")
+                raise RuntimeError(f"{cmd} did not start: {proc.stdout.read() if proc.stdout else ''}")
             time.sleep(0.1)
         yield served
     finally:
@@ -81,3 +79,12 @@ def rag_serve(*args: str, start_timeout: float = 90) -> Iterator[ServeProcess]:
             proc.kill()
             out, _ = proc.communicate()
         served.output = out
+
+
+@contextlib.contextmanager
+def rag_serve(*args: str, start_timeout: float = 90) -> Iterator[ServeProcess]:
+    """``rag serve ARGS --port P`` on a free port in its own process (see :func:`server_process`)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "rag.cli", "serve", *args, "--port", str(port)]
+    with server_process(cmd, port, start_timeout, env={**os.environ}) as served:
+        yield served

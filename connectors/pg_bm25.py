@@ -105,8 +105,8 @@ def catch_up(kb: PgCollection) -> BM25Index:
 def snapshot(kb: PgCollection) -> Iterator[None]:
     """One consistent view for a group of reads (a search, or a hybrid search's runs): this thread's queries run in
     one REPEATABLE READ transaction, and BM25 is at exactly that transaction's generation, so every result comes
-    from one committed state even while other processes write. A write that commits between catching BM25 up and
-    taking the snapshot makes it try again. Nested blocks share the outer one."""
+    from one committed state even while other processes write. When BM25 is not at the snapshot's generation (another
+    process wrote), the log is applied outside the snapshot and a new one taken. Nested blocks share the outer one."""
     local = kb._local
     if getattr(local, "snapshot", 0):
         local.snapshot += 1
@@ -116,19 +116,18 @@ def snapshot(kb: PgCollection) -> Iterator[None]:
             local.snapshot -= 1
         return
     for _ in range(100):
-        catch_up(kb)
         with kb.rw.read():
             con = kb.con()
             with con.transaction():
                 con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                if kb.db_generation() != kb._bm25.generation:
-                    continue  # a write landed in between: catch up again
-                local.snapshot = 1
-                try:
-                    yield
-                finally:
-                    local.snapshot = 0
-                return
+                if kb._bm25.index is not None and kb.db_generation() == kb._bm25.generation:
+                    local.snapshot = 1
+                    try:
+                        yield
+                    finally:
+                        local.snapshot = 0
+                    return
+        catch_up(kb)  # BM25 is behind the snapshot (another process wrote): apply the log, then look again
     raise RuntimeError(f"{kb.location}: no consistent view after 100 tries; writes are landing faster than reads")
 
 

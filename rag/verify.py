@@ -322,26 +322,34 @@ class NLIVerifier:
 
     def score(self, hypothesis: str, passages: Sequence[str]) -> list[tuple[float, np.ndarray]]:
         """(P(supported), class probabilities) of ``hypothesis`` against each passage."""
-        premises = [select_premise(hypothesis, p) for p in passages]
-        probs = self.class_probs([(p, hypothesis) for p in premises])
+        return self.score_many([(hypothesis, passages)])[0]
+
+    def score_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[tuple[float, np.ndarray]]]:
+        """:meth:`score` for many (hypothesis, passages) at once: one batched model pass over all the pairs."""
+        premises = [[select_premise(hyp, p) for p in passages] for hyp, passages in items]
+        pairs = [(prem, hyp) for (hyp, _), prems in zip(items, premises, strict=True) for prem in prems]
+        probs = iter(self.class_probs(pairs))
         out = []
-        for prem, pr in zip(premises, probs, strict=True):
-            if self.calibrator is None:
-                out.append((float(pr[0]), pr))
-            else:
-                out.append((self.calibrator(claim_features(hypothesis, prem, pr)), pr))
+        for (hyp, _), prems in zip(items, premises, strict=True):
+            row = []
+            for prem in prems:
+                pr = next(probs)
+                p = float(pr[0]) if self.calibrator is None else self.calibrator(claim_features(hyp, prem, pr))
+                row.append((p, pr))
+            out.append(row)
         return out
 
     def verify(self, question: str, answer_text: str, hits: Sequence[Hit]) -> list[Claim]:
         from rag.rerank import passage_text
 
         pool = list(hits[: self.max_passages])
+        split = split_claims(answer_text)
+        if not pool:
+            return [Claim(text=text, citations=(), support=0.0, verdict="unsupported") for text, _ in split]
+        texts = [passage_text(h) for h in pool]
         claims = []
-        for text, cites in split_claims(answer_text):
-            if not pool:
-                claims.append(Claim(text=text, citations=(), support=0.0, verdict="unsupported"))
-                continue
-            scored = self.score(hypothesis_for(question, text), [passage_text(h) for h in pool])
+        all_scored = self.score_many([(hypothesis_for(question, text), texts) for text, _ in split])
+        for (text, cites), scored in zip(split, all_scored, strict=True):
             best = max(range(len(pool)), key=lambda i: scored[i][0])
             p, probs = scored[best]
             verdict: Verdict

@@ -65,6 +65,9 @@ def test_lexical_only_verifier_ranks_support() -> None:
     assert good.verdict == "supported" and good.citations == ("e",)
     assert bad.verdict != "supported" and bad.support < good.support
     assert v.verify("q", "Anything at all.", [])[0].verdict == "unsupported"
+    items = [("It was completed in 1889.", ["Completed in 1889.", "Opened in 1925."]), ("Paris.", ["In Paris."])]
+    batched = v.score_many(items)  # one model pass over every pair: the same scores as one claim at a time
+    assert [[p for p, _ in row] for row in batched] == [[p for p, _ in v.score(h, ps)] for h, ps in items]
 
 
 def test_planted_error_claims() -> None:
@@ -76,6 +79,43 @@ def test_planted_error_claims() -> None:
         assert (sup.label, con.label, uns.label) == (0, 2, 1)
         assert sup.claim != con.claim and sup.passages == con.passages and sup.gold == 0
         assert uns.claim == sup.claim and sup.passages[0] not in uns.passages
+
+
+def test_swaps_within_the_passage_and_groups_by_question() -> None:
+    """``hard`` adds a fourth claim whose wrong answer comes from the gold passage itself; every question's claims
+    become one ``contrast`` group, supported first."""
+    from rag.verify_train import PLANTED, build_claims, by_question, to_groups
+
+    claims = build_claims(QA, max_questions=50, hard=True)
+    questions = by_question(claims)
+    assert [ex.label for ex in questions[0][:3]] == [0, 2, 1]
+    inner = [qs[3] for qs in questions if len(qs) == 4]
+    assert inner, "the fixture has passages with a second name or number"
+    for qs in questions:
+        assert {ex.question for ex in qs} == {qs[0].question} and qs[0].planted == ""
+        assert [ex.planted for ex in qs[1:]] == list(PLANTED[: len(qs) - 1])
+    for sup, hard in ((qs[0], qs[3]) for qs in questions if len(qs) == 4):
+        assert hard.label == 2 and hard.passages == sup.passages and hard.claim != sup.claim
+        swapped = set(hard.claim.split()) - set(sup.claim.split())
+        assert swapped and all(w.strip(".,") in hard.passages[0] for w in swapped)
+    groups = to_groups(claims)
+    assert len(groups) == len(questions)
+    assert [g.labels for g in groups] == [tuple(ex.label for ex in qs) for qs in questions]
+
+
+def test_contrast_loss_rewards_the_supported_pair_outscoring_its_group() -> None:
+    import torch
+
+    from rag.train import Group, _contrast_loss
+
+    group = Group(pairs=(("p", "a"), ("p", "b"), ("q", "a")), labels=(0, 2, 1))
+    right = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 3.0], [0.0, 3.0, 0.0]])
+    swapped_support = right.clone()
+    swapped_support[:, 0] = torch.tensor([0.0, 3.0, 0.0])  # the planted claim scores "supported" highest
+    assert float(_contrast_loss(right, [group])) < 0.2 < float(_contrast_loss(swapped_support, [group]))
+    single = Group(pairs=(("p", "a"),), labels=(1,))  # nothing to contrast: class loss only
+    loss = _contrast_loss(torch.tensor([[0.0, 0.0, 0.0]]), [single])
+    assert abs(float(loss) - float(torch.log(torch.tensor(3.0)))) < 1e-6
 
 
 def test_not_a_qa_folder(tmp_path: Path) -> None:
@@ -98,6 +138,7 @@ def test_trained_verifier_by_name_and_hf_label_mapping(tmp_path: Path, monkeypat
         [QA], dest=dest, name="default", max_questions=40, config=TrainConfig(max_steps=2, max_length=96)
     )
     assert m["task"] == "verifier" and m["settings"]["features"] == list(FEATURES)
+    assert m["training"]["objective"] == "contrast"
     assert len(m["settings"]["calibrator"]) == len(FEATURES)
     assert {"unsupported_f1", "ece"} <= set(m["metrics"]["heldout"])
     assert [x["name"] for x in list_models()] == ["default"]

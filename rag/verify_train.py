@@ -290,8 +290,7 @@ def train_verifier(
         net.config.label2id = {v: k for k, v in net.config.id2label.items()}
         stats = fit(model, to_groups(train_set), "contrast", config)
         model.save(str(tmp))
-        # score the held-out claims with the model read back as users will load it: the in-memory model right
-        # after a few hundred training steps ran inference 4-5x slower on CPU (cause not found)
+        # the held-out claims are scored by the model as saved (read back), as users will load it
         model = type(model)(str(tmp), max_length=config.max_length)
         verifier = NLIVerifier.from_model(model, name)
         raw = evaluate_verifier(verifier, cal_set)

@@ -123,12 +123,13 @@ def build_claims(
     qids = sorted(q for q in data.queries if q in answers)
     rng.shuffle(qids)
     out: list[ClaimExample] = []
+    used = 0  # questions that gave claims
     with tempfile.TemporaryDirectory(prefix="rag-verifier-") as tmp:
         kb = Collection.create(Path(tmp) / "kb", encoder=None, chunk_size=0)
         kb.add(data.corpus)
         bm25 = kb.retriever("bm25")
         for qid in qids:
-            if sum(ex.label == 0 for ex in out) >= max_questions:
+            if used >= max_questions:
                 break
             q = data.queries[qid]
             gold = [d for d in data.qrels.get(qid, {}) if d in texts]
@@ -168,6 +169,7 @@ def build_claims(
             claim = sent if (sent and rng.random() < 0.5) else a
             wrong = claim.replace(a, swap)
             with_gold = (p, *distract[:2])
+            used += 1
             out += [
                 ClaimExample(q, claim, with_gold, 0, 0),
                 ClaimExample(q, wrong, with_gold, 2, 0, PLANTED[0]),

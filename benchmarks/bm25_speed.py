@@ -67,7 +67,7 @@ def run_engine(engine: str, docs: list[str], queries: list[str], time_budget: fl
     threads = os.cpu_count() or 1
     t0 = time.perf_counter()
     if engine == "pilotfish":
-        from rag.indexers.bm25_index import BM25Index
+        from rag.retrievers.bm25_index import BM25Index
 
         idx = BM25Index()
         idx.add(np.arange(len(docs)), docs)
@@ -97,7 +97,7 @@ def run_engine(engine: str, docs: list[str], queries: list[str], time_budget: fl
     else:
         from rank_bm25 import BM25Okapi
 
-        from rag.indexers.tokenize import Tokenizer
+        from rag.text.tokenizer import Tokenizer
 
         tok = Tokenizer()
         model = BM25Okapi(tok.tokenize(docs))

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from rag.indexers.dense_index import DenseIndex, DenseParams
+from rag.indexers.dense import DenseIndex, DenseParams
 
 
 def data(n: int, dim: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Encoding goes through pilotfish's own encoder (``SentenceTransformerEncoder``, device ``cuda`` and ``cpu``);
 search through ``DenseIndex`` (flat: faiss on the CPU, and the GPU searcher — faiss-gpu when installed, else
-torch's matrix product and top-k, :class:`~rag.indexers.dense_index.TorchFlat`), plus faiss IVF on the CPU for
+torch's matrix product and top-k, :class:`~rag.indexers.dense.TorchFlat`), plus faiss IVF on the CPU for
 reference. The vectors are synthetic unit vectors in 2,000 clusters (flat search speed does not depend on where
 they came from; IVF recall does, so it is indicative only); the passages are synthetic sentences of 40-80
 words. The GPU's top-10 is checked against the CPU's, and its embeddings against the CPU's.
@@ -45,7 +45,7 @@ def timed(fn, *args, repeat: int = 1, **kw):  # type: ignore[no-untyped-def]
 def encode_speed(model: str, texts: list[str], cpu_texts: int, batch: int) -> None:
     import torch
 
-    from rag.encoders import SentenceTransformerEncoder
+    from rag.models.encoders import SentenceTransformerEncoder
 
     rows = []
     devices = (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
@@ -71,7 +71,7 @@ def search_speed(n: int, dim: int, nq: int, k: int) -> None:
     import faiss
     import torch
 
-    from rag.indexers.dense_index import DenseIndex, DenseParams, gpu_searcher
+    from rag.indexers.dense import DenseIndex, DenseParams, gpu_searcher
 
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((2000, dim), dtype=np.float32)

@@ -32,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.attacks
 
 from rag.errors import UnsafeQueryError  # noqa: E402
-from rag.injection import injection_match  # noqa: E402
 from rag.retrievers.sql_guard import run_sql, validate_sql  # noqa: E402
 from rag.retrievers.table import extract_sql  # noqa: E402
+from rag.text.injection import injection_match  # noqa: E402
 from tests.attacks import (  # noqa: E402
     BENIGN_NEAR_MISSES,
     CELL_PAYLOADS,

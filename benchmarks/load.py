@@ -213,9 +213,9 @@ def report(fig: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- serve (the server process) and demo
 def serve(args: argparse.Namespace) -> None:
     """``rag serve``'s app, pipeline and uvicorn settings over ``args.serve``, with :class:`QuoteLLM`."""
-    from rag.cli_ask import add_pipeline_args, pipeline_options
-    from rag.server import create_app
-    from rag.server_http import run, server_config
+    from rag.apps.cli.ask import add_pipeline_args, pipeline_options
+    from rag.apps.server.app import create_app
+    from rag.apps.server.http import run, server_config
 
     p = argparse.ArgumentParser()
     add_pipeline_args(p)
@@ -254,7 +254,7 @@ def build(data: str, where: Path, mode: str = "bm25") -> tuple[Path, str | None]
 
     kb = Collection.create(where / "kb", encoder=None if mode == "bm25" else "default")
     if data == "scifact":
-        from rag.eval import load_beir
+        from rag.datasets import load_beir
 
         bench = load_beir(SCIFACT, "test")
         kb.add(bench.corpus)

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from rag import Collection
-from rag.eval import load_beir
-from rag.eval_qa import exact_match, load_answers, token_f1
+from rag.datasets import load_answers, load_beir
+from rag.eval.qa import exact_match, token_f1
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -58,10 +58,10 @@ def collection(name: str) -> Collection:
 
 
 def pipelines(kb: Collection, gen: Any, reranker: Any) -> dict[str, Any]:
-    from rag.decompose import RuleDecomposer
-    from rag.multihop import MultiHopRetriever
-    from rag.pipeline import RAG
-    from rag.verify import NLIVerifier
+    from rag.answer.pipeline import RAG
+    from rag.models.decompose.rules import RuleDecomposer
+    from rag.models.verify import NLIVerifier
+    from rag.retrievers.multihop import MultiHopRetriever
 
     hybrid = kb.retriever("hybrid")
     multihop = MultiHopRetriever(hybrid, decomposer=RuleDecomposer())
@@ -76,8 +76,8 @@ def pipelines(kb: Collection, gen: Any, reranker: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rag.generate import make_generator
-    from rag.rerank import CrossEncoderReranker
+    from rag.models.generate import make_generator
+    from rag.models.rerank import CrossEncoderReranker
 
     options: dict[str, Any] = {"max_new_tokens": 48}
     if args.base_url:
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
 def latency(n: int, reranker: Any) -> None:
     """The retrieval part of ``ask`` (hybrid top 20, reranked) on the HotpotQA collection (13,179 chunks), with
     nothing else in the process: p50 / p95 ms over ``n`` questions."""
-    from rag.pipeline import RAG
+    from rag.answer.pipeline import RAG
 
     kb = collection("hotpotqa")
     kb.load()

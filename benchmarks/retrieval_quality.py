@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from rag import Collection
-from rag.eval import evaluate_retriever, evaluate_run, load_beir
+from rag.datasets import load_beir
+from rag.eval.retrieval import evaluate_retriever, evaluate_run
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"

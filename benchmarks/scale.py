@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rag.indexers.collection import Collection
-from rag.indexers.dense_index import DenseParams
+from rag.indexers.dense import DenseParams
 from rag.types import Doc
 from tests import pg_launch
 
@@ -274,14 +274,14 @@ def store_section(args: argparse.Namespace, queries: list[str], report: dict[str
 
 def ray_section(args: argparse.Namespace, report: dict[str, Any]) -> None:
     """Ray Data indexing with the real MiniLM (``chunk_size`` 0) into a directory collection: one process
-    (``kb.add``) against ``rag.ray_index.index_with_ray`` with 1 and 2 workers on a local cluster, for
+    (``kb.add``) against ``rag.indexers.ray.index_with_ray`` with 1 and 2 workers on a local cluster, for
     ``--ray-docs`` SciFact abstracts in 20 JSONL files, and on 50 abstracts (Ray's fixed cost)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     from rag.connectors.files import load_path
-    from rag.encoders import SentenceTransformerEncoder
-    from rag.ray_index import index_with_ray
+    from rag.indexers.ray import index_with_ray
+    from rag.models.encoders import SentenceTransformerEncoder
 
     lines = [json.dumps(d) + "\n" for d in read_jsonl(DATA / "scifact" / "corpus.jsonl.gz")[: args.ray_docs]]
     tmp = Path(tempfile.mkdtemp(prefix="pilotfish-scale-ray-"))

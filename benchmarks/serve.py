@@ -27,9 +27,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rag.eval import load_beir
+from rag.apps.server.app import create_app
+from rag.datasets import load_beir
 from rag.indexers.collection import Collection
-from rag.server import create_app
 from tests.live import live_server
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from rag import Collection
-from rag.eval import evaluate_run, load_beir, parent_ids
+from rag.datasets import load_beir
+from rag.eval.retrieval import evaluate_run, parent_ids
 from rag.types import Doc, Hit
 
 HERE = Path(__file__).resolve().parent
@@ -49,9 +50,9 @@ def save(part: str, result: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- reranker
 def reranker(args: argparse.Namespace) -> None:
-    from rag.rerank import RRF_K, CrossEncoderReranker, passage_text
-    from rag.rerank_train import train_reranker
-    from rag.train import TrainConfig
+    from rag.models.rerank import RRF_K, CrossEncoderReranker, passage_text
+    from rag.train.loop import TrainConfig
+    from rag.train.reranker import train_reranker
 
     kb = scifact_collection()
     kb.load()
@@ -114,9 +115,9 @@ def reranker(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------- verifier
 def verifier(args: argparse.Namespace) -> None:
-    from rag.train import TrainConfig
-    from rag.verify import NLIVerifier
-    from rag.verify_train import PLANTED, build_claims, by_question, evaluate_verifier, fit_calibrator, train_verifier
+    from rag.models.verify import NLIVerifier
+    from rag.train.loop import TrainConfig
+    from rag.train.verifier import PLANTED, build_claims, by_question, evaluate_verifier, fit_calibrator, train_verifier
 
     sets = {"squad": DATA / "squad_v1.1_dev", "hotpotqa": DATA / "hotpotqa_dev_distractor_sample"}
     result: dict[str, Any] = {}
@@ -198,10 +199,13 @@ def hotpot_collection() -> Collection:
 def decomposer(args: argparse.Namespace) -> None:
     from functools import partial
 
-    from rag.decompose import LearnedDecomposer, PromptedDecomposer, RuleDecomposer, train_decomposer
-    from rag.encoders import SentenceTransformerEncoder
-    from rag.multihop import MultiHopRetriever
+    from rag.models.decompose.learned import LearnedDecomposer
+    from rag.models.decompose.prompted import PromptedDecomposer
+    from rag.models.decompose.rules import RuleDecomposer
+    from rag.models.encoders import SentenceTransformerEncoder
     from rag.retrievers.hybrid import fuse
+    from rag.retrievers.multihop import MultiHopRetriever
+    from rag.train.decomposer import train_decomposer
 
     hp = DATA / "hotpotqa_dev_distractor_sample"
     data = load_beir(hp)
@@ -313,7 +317,7 @@ def decomposer(args: argparse.Namespace) -> None:
     dec_lat = {n: float(np.mean(v)) for n, v in lat.items()}
     prompted: dict[str, Any] = {}
     if args.llm_n:
-        from rag.generate import LocalGenerator
+        from rag.models.generate import LocalGenerator
 
         llm = LocalGenerator(max_new_tokens=64, threads=args.threads)
         t0 = time.perf_counter()

@@ -124,7 +124,7 @@ def text_match(answer: str, targets: list[str]) -> tuple[bool, bool]:
 
 
 def answer_one(row: str, q: dict[str, Any], kb: Collection, gen: Any) -> dict[str, Any]:
-    from rag.pipeline import RAG
+    from rag.answer.pipeline import RAG
 
     t0 = time.perf_counter()
     if row == "rows":
@@ -196,7 +196,7 @@ def main() -> None:
             r = json.loads(line)
             cache[(r["llm"], r["row"], r["id"])] = r
     if not args.report_only:
-        from rag.generate import make_generator
+        from rag.models.generate import make_generator
 
         options: dict[str, Any] = {"max_new_tokens": 64}
         if args.base_url:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from rag.retrievers.tool import ToolRetriever, rule_fill
-from rag.tools import Tool, validate_args
+from rag.tools.base import Tool, validate_args
 
 HERE = Path(__file__).resolve().parent
 SETS = {
@@ -198,7 +198,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default=None, help="comma-separated: dev, heldout (default: those whose file exists)")
     ap.add_argument("--n-llm", type=int, default=40, help="queries per set filled by the local LLM (0: skip)")
-    ap.add_argument("--llm", default="local", help="generator spec for LLM filling (rag.generate.make_generator)")
+    ap.add_argument(
+        "--llm", default="local", help="generator spec for LLM filling (rag.models.generate.make_generator)"
+    )
     ap.add_argument("--encoder", default="default", help="dense encoder ('none' to skip dense and hybrid)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--verbose", action="store_true", help="print every inexact fill")
@@ -223,13 +225,13 @@ def main() -> None:
 
     enc = None
     if args.encoder != "none":
-        from rag.encoders import SentenceTransformerEncoder
+        from rag.models.encoders import SentenceTransformerEncoder
 
         enc = SentenceTransformerEncoder(args.encoder, threads=args.threads)
         enc.encode(["warm up"])  # the model load is not a per-query cost
     cached: Cached | None = None
     if args.n_llm > 0:
-        from rag.generate import make_generator
+        from rag.models.generate import make_generator
 
         options: dict[str, Any] = {"max_new_tokens": 16}
         if not args.llm.startswith("openai:"):

@@ -91,8 +91,8 @@ class LangChainRetriever:
         self.lc, self.name = retriever, name
 
     def retrieve(self, query: str, k: int = 10, filters: Mapping[str, Any] | None = None) -> list[Hit]:
+        from rag.checks import check_k, check_query
         from rag.errors import ConfigError
-        from rag.retrievers.base import check_k, check_query
 
         check_query(query)
         check_k(k)

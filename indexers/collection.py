@@ -1,8 +1,8 @@
 """A collection: documents, chunks and their BM25 and dense indexes, behind one interface and two stores.
 
-* a directory (the embedded default, :class:`~rag.indexers.directory.DirectoryCollection`): DuckDB + FAISS +
+* a directory (the embedded default, :class:`~rag.indexers.directory.collection.DirectoryCollection`): DuckDB + FAISS +
   the BM25 payload in one folder, for one machine;
-* a PostgreSQL database with pgvector (:class:`~rag.connectors.pg_store.PgCollection`, extra ``pg``): the
+* a PostgreSQL database with pgvector (:class:`~rag.indexers.pg.collection.PgCollection`, extra ``pg``): the
   shared store when several processes or machines index and search; BM25 stays in the application.
 
 :meth:`Collection.open` and :meth:`Collection.create` take either a directory or a ``postgresql://`` URL and
@@ -35,8 +35,8 @@ from rag.protocols import Encoder, Retriever
 from rag.types import Doc, Hit
 
 if TYPE_CHECKING:
-    from rag.indexers.bm25_index import BM25Index
     from rag.indexers.chunking import Chunker
+    from rag.retrievers.bm25_index import BM25Index
 
 MODES = ("bm25", "dense", "hybrid")
 
@@ -51,7 +51,7 @@ def is_store_url(where: str | Path) -> bool:
 def collection_exists(where: str | Path) -> bool:
     """Whether a collection exists at ``where`` (a directory with a manifest, or a schema in the database)."""
     if is_store_url(where):
-        from rag.connectors.pg_store import PgCollection
+        from rag.indexers.pg.collection import PgCollection
 
         return PgCollection.exists(str(where))
     return (Path(where) / "manifest.json").exists()
@@ -60,7 +60,7 @@ def collection_exists(where: str | Path) -> bool:
 def collection_name(where: str | Path) -> str:
     """A collection's short name: its directory's name, or the URL's ``collection`` parameter."""
     if is_store_url(where):
-        from rag.connectors.pg_schema import parse_url
+        from rag.indexers.pg.schema import parse_url
 
         return parse_url(str(where))[1]
     return Path(where).resolve().name
@@ -70,7 +70,7 @@ def make_encoder(encoder: str | Encoder | None) -> Encoder | None:
     """An encoder from a name/path (sentence-transformers), an object, or None (no dense index)."""
     if encoder is None or not isinstance(encoder, str):
         return encoder
-    from rag.encoders import SentenceTransformerEncoder
+    from rag.models.encoders import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(encoder)
 
@@ -125,14 +125,14 @@ class Collection(abc.ABC):
     @classmethod
     def create(cls, where: str | Path, **options: Any) -> Collection:
         """Create an empty collection in a new or empty directory, or in a PostgreSQL database
-        (``postgresql://user@host/db?collection=NAME``). Options: see
-        :meth:`DirectoryCollection.create <rag.indexers.directory.DirectoryCollection.create>` (the same for both).
+        (``postgresql://user@host/db?collection=NAME``). Options: see :meth:`DirectoryCollection.create
+        <rag.indexers.directory.collection.DirectoryCollection.create>` (the same for both).
         """
         if is_store_url(where):
-            from rag.connectors.pg_store import PgCollection
+            from rag.indexers.pg.collection import PgCollection
 
             return PgCollection.create(str(where), **options)
-        from rag.indexers.directory import DirectoryCollection
+        from rag.indexers.directory.collection import DirectoryCollection
 
         return DirectoryCollection.create(where, **options)
 
@@ -147,10 +147,10 @@ class Collection(abc.ABC):
                 read-only PostgreSQL collection can be opened on a read replica.
         """
         if is_store_url(where):
-            from rag.connectors.pg_store import PgCollection
+            from rag.indexers.pg.collection import PgCollection
 
             return PgCollection.open(str(where), encoder=encoder, read_only=read_only)
-        from rag.indexers.directory import DirectoryCollection
+        from rag.indexers.directory.collection import DirectoryCollection
 
         return DirectoryCollection.open(where, encoder=encoder, read_only=read_only)
 
@@ -158,11 +158,11 @@ class Collection(abc.ABC):
     def destroy(where: str | Path) -> None:
         """Delete a collection: its directory (checked to be one first) or its PostgreSQL schema."""
         if is_store_url(where):
-            from rag.connectors.pg_store import PgCollection
+            from rag.indexers.pg.collection import PgCollection
 
             PgCollection.destroy(str(where))
             return
-        from rag.indexers.directory import DirectoryCollection
+        from rag.indexers.directory.collection import DirectoryCollection
 
         DirectoryCollection.destroy(where)
 
@@ -288,7 +288,7 @@ class Collection(abc.ABC):
     @abc.abstractmethod
     def add_chunked(self, items: Sequence[tuple[Doc, list[Doc], np.ndarray | None]]) -> IndexResult:
         """Add documents chunked and embedded elsewhere (by this collection's chunker and encoder, e.g. on Ray
-        workers: :mod:`rag.ray_index`), as (document, its chunks, their embeddings or None). As with :meth:`add`,
+        workers: :mod:`rag.indexers.ray`), as (document, its chunks, their embeddings or None). As with :meth:`add`,
         a document whose stored content is the same is skipped."""
 
     def bulk_load(self, incoming: int) -> contextlib.AbstractContextManager[None]:

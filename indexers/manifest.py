@@ -6,12 +6,12 @@ point leaves the previous manifest, and so the previous payload files, in force.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from rag.checks import json_digest, sha256_file
 from rag.errors import IndexFormatError
 
 MANIFEST = "manifest.json"
@@ -23,25 +23,11 @@ KEYS = frozenset(
 )  # fmt: skip
 
 
-def manifest_digest(data: dict[str, Any]) -> str:
-    """sha256 of a manifest's canonical JSON, without its ``checksum`` field."""
-    body = {k: v for k, v in data.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
-
-
 def write_manifest(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     """Write ``data`` as the collection's manifest (atomically, with its checksum); return what was written."""
-    sealed = {**data, "checksum": manifest_digest(data)}
+    sealed = {**data, "checksum": json_digest(data)}
     write_json_atomic(path / MANIFEST, sealed)
     return sealed
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -78,7 +64,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         f"{mf} fails its checksum: the file was changed or corrupted. Restore it from a backup, or re-index "
         f"the documents into a new collection (`rag index DOCS --collection NEW`)"
     )
-    if isinstance(data, dict) and "checksum" in data and data["checksum"] != manifest_digest(data):
+    if isinstance(data, dict) and "checksum" in data and data["checksum"] != json_digest(data):
         raise damaged
     if not isinstance(data, dict) or data.get("type") != TYPE:
         raise IndexFormatError(f"{mf} is not a pilotfish collection manifest")

@@ -36,7 +36,7 @@ from rag.types import Doc
 
 if TYPE_CHECKING:
     from rag.indexers.collection import Collection
-    from rag.indexers.directory import DirectoryCollection
+    from rag.indexers.directory.collection import DirectoryCollection
     from rag.indexers.writes import IndexResult
 
 SCHEMA = "tbl"
@@ -210,7 +210,7 @@ def add_tables(
     if collection.read_only:
         raise ConfigError(f"collection {collection.location} is open read-only; open it for writing to add tables")
     sources = list(sources)
-    from rag.indexers.directory import DirectoryCollection
+    from rag.indexers.directory.collection import DirectoryCollection
 
     if not isinstance(collection, DirectoryCollection):
         if not sources:

@@ -19,35 +19,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.checks import sha256_file
 from rag.errors import CollectionLockedError, ConfigError, DocumentNotFoundError
-from rag.indexers.bm25_index import BM25Index, BM25Params
-from rag.indexers.dense_index import DenseIndex, DenseParams
-from rag.indexers.manifest import read_manifest, sha256_file, write_manifest
+from rag.indexers.dense import DenseIndex, DenseParams
+from rag.indexers.faults import fault
+from rag.indexers.manifest import read_manifest, write_manifest
 from rag.indexers.store import index_text
-from rag.indexers.tokenize import Tokenizer
+from rag.retrievers.bm25_index import BM25Index, BM25Params
+from rag.text.tokenizer import Tokenizer
 from rag.types import Doc, content_id
+from rag.version import __version__
 
 Prepared = Mapping[str, tuple[list[Doc], "np.ndarray | None"]]
 """Chunks and embeddings computed elsewhere, by document id (see :func:`chunk_and_embed`)."""
 
 if TYPE_CHECKING:
     from rag.indexers.collection import Collection
-    from rag.indexers.directory import DirectoryCollection
-
-
-def _fault(point: str) -> None:
-    """Crash-test hook: ``PILOTFISH_FAULT=<point>`` kills the process there (as kill -9 would)."""
-    if os.environ.get("PILOTFISH_FAULT") == point:
-        os.kill(os.getpid(), 9)
-
-
-def package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("pilotfish")
-    except Exception:
-        return "0+unknown"
+    from rag.indexers.directory.collection import DirectoryCollection
 
 
 @dataclass(frozen=True)
@@ -259,7 +247,7 @@ def write(
         with kb.rw.write():
             try:
                 removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
-                _fault("after_store")
+                fault("after_store")
                 bm = kb.bm25
                 bm.delete(removed_ords)
                 bm.add(ords, texts)
@@ -291,25 +279,25 @@ def commit(kb: DirectoryCollection, gen: int) -> None:
     payloads = {}
     bm_file = f"bm25-{gen:06d}.npz"
     kb.bm25.save(kb.path / bm_file)
-    _fault("after_bm25")
+    fault("after_bm25")
     payloads["bm25"] = {"file": bm_file, "sha256": sha256_file(kb.path / bm_file)}
     if kb.has_dense:
         d_file = f"dense-{gen:06d}.faiss"
         assert kb._dense is not None or kb.manifest["payloads"].get("dense")
         kb.dense.save(kb.path / d_file)
         payloads["dense"] = {"file": d_file, "sha256": sha256_file(kb.path / d_file)}
-    _fault("before_manifest")
+    fault("before_manifest")
     n_docs, n_chunks = kb.store.counts(gen)
     manifest = {
         **kb.manifest,
         "generation": gen,
-        "pilotfish_version": package_version(),
+        "pilotfish_version": __version__,
         "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "counts": {"documents": n_docs, "chunks": n_chunks},
         "payloads": payloads,
     }
     kb.manifest = write_manifest(kb.path, manifest)
-    _fault("after_manifest")
+    fault("after_manifest")
     keep = {e["file"] for e in payloads.values()}
     for f in old - keep:
         with contextlib.suppress(OSError):

@@ -28,45 +28,44 @@ from rag.errors import (
     UnsafeQueryError,
 )
 from rag.types import Answer, Claim, Doc, Hit, SubQuery
-
-__version__ = "0.1.0"
+from rag.version import __version__
 
 _LAZY = {
     "Collection": "rag.indexers.collection",
-    "DirectoryCollection": "rag.indexers.directory",
-    "PgCollection": "rag.connectors.pg_store",
+    "DirectoryCollection": "rag.indexers.directory.collection",
+    "PgCollection": "rag.indexers.pg.collection",
     "IndexResult": "rag.indexers.writes",
-    "BM25Index": "rag.indexers.bm25_index",
-    "BM25Params": "rag.indexers.bm25_index",
-    "Tokenizer": "rag.indexers.tokenize",
+    "BM25Index": "rag.retrievers.bm25_index",
+    "BM25Params": "rag.retrievers.bm25_index",
+    "Tokenizer": "rag.text.tokenizer",
     "Chunker": "rag.indexers.chunking",
-    "DenseIndex": "rag.indexers.dense_index",
-    "DenseParams": "rag.indexers.dense_index",
+    "DenseIndex": "rag.indexers.dense",
+    "DenseParams": "rag.indexers.dense",
     "BM25Retriever": "rag.retrievers.bm25",
     "DenseRetriever": "rag.retrievers.dense",
     "Hybrid": "rag.retrievers.hybrid",
     "fuse": "rag.retrievers.hybrid",
-    "SentenceTransformerEncoder": "rag.encoders",
+    "SentenceTransformerEncoder": "rag.models.encoders",
     "load_path": "rag.connectors.files",
-    "CrossEncoderReranker": "rag.rerank",
-    "Reranked": "rag.rerank",
-    "NLIVerifier": "rag.verify",
-    "RuleDecomposer": "rag.decompose",
-    "PromptedDecomposer": "rag.decompose",
-    "LearnedDecomposer": "rag.decompose_learned",
-    "MultiHopRetriever": "rag.multihop",
-    "LocalGenerator": "rag.generate",
-    "OpenAIGenerator": "rag.llm_openai",
-    "LLMServer": "rag.llm_server",
-    "RAG": "rag.pipeline",
-    "Cascade": "rag.cascade",
-    "Extractive": "rag.cascade",
+    "CrossEncoderReranker": "rag.models.rerank",
+    "Reranked": "rag.models.rerank",
+    "NLIVerifier": "rag.models.verify",
+    "RuleDecomposer": "rag.models.decompose.rules",
+    "PromptedDecomposer": "rag.models.decompose.prompted",
+    "LearnedDecomposer": "rag.models.decompose.learned",
+    "MultiHopRetriever": "rag.retrievers.multihop",
+    "LocalGenerator": "rag.models.generate",
+    "OpenAIGenerator": "rag.models.llm_openai",
+    "LLMServer": "rag.apps.llm_server",
+    "RAG": "rag.answer.pipeline",
+    "Cascade": "rag.answer.cascade",
+    "Extractive": "rag.answer.cascade",
     "add_tables": "rag.indexers.tables",
     "TableRetriever": "rag.retrievers.table",
     "ToolRetriever": "rag.retrievers.tool",
-    "Tool": "rag.tools",
-    "tool": "rag.tools",
-    "http_tool": "rag.tools",
+    "Tool": "rag.tools.base",
+    "tool": "rag.tools.base",
+    "http_tool": "rag.tools.base",
 }
 
 __all__ = [
@@ -116,6 +115,7 @@ __all__ = [
     "Tool",
     "ToolRetriever",
     "UnsafeQueryError",
+    "__version__",
     "add_tables",
     "fuse",
     "http_tool",
@@ -124,31 +124,32 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from rag.cascade import Cascade, Extractive
+    from rag.answer.cascade import Cascade, Extractive
+    from rag.answer.pipeline import RAG
+    from rag.apps.llm_server import LLMServer
     from rag.connectors.files import load_path
-    from rag.decompose import PromptedDecomposer, RuleDecomposer
-    from rag.decompose_learned import LearnedDecomposer
-    from rag.encoders import SentenceTransformerEncoder
-    from rag.generate import LocalGenerator
-    from rag.indexers.bm25_index import BM25Index, BM25Params
     from rag.indexers.chunking import Chunker
     from rag.indexers.collection import Collection
-    from rag.indexers.dense_index import DenseIndex, DenseParams
+    from rag.indexers.dense import DenseIndex, DenseParams
     from rag.indexers.tables import add_tables
-    from rag.indexers.tokenize import Tokenizer
     from rag.indexers.writes import IndexResult
-    from rag.llm_openai import OpenAIGenerator
-    from rag.llm_server import LLMServer
-    from rag.multihop import MultiHopRetriever
-    from rag.pipeline import RAG
-    from rag.rerank import CrossEncoderReranker, Reranked
+    from rag.models.decompose.learned import LearnedDecomposer
+    from rag.models.decompose.prompted import PromptedDecomposer
+    from rag.models.decompose.rules import RuleDecomposer
+    from rag.models.encoders import SentenceTransformerEncoder
+    from rag.models.generate import LocalGenerator
+    from rag.models.llm_openai import OpenAIGenerator
+    from rag.models.rerank import CrossEncoderReranker, Reranked
+    from rag.models.verify import NLIVerifier
     from rag.retrievers.bm25 import BM25Retriever
+    from rag.retrievers.bm25_index import BM25Index, BM25Params
     from rag.retrievers.dense import DenseRetriever
     from rag.retrievers.hybrid import Hybrid, fuse
+    from rag.retrievers.multihop import MultiHopRetriever
     from rag.retrievers.table import TableRetriever
     from rag.retrievers.tool import ToolRetriever
-    from rag.tools import Tool, http_tool, tool
-    from rag.verify import NLIVerifier
+    from rag.text.tokenizer import Tokenizer
+    from rag.tools.base import Tool, http_tool, tool
 
 
 def __getattr__(name: str) -> Any:

@@ -1,25 +1,40 @@
-"""Shared argument checks and defaults of the collection-backed retrievers."""
+"""What the collection-backed retrievers share: the collection interface they search, and standing filters."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from rag.errors import ConfigError, QueryError
+import numpy as np
 
-
-def check_query(query: Any) -> str:
-    if not isinstance(query, str):
-        raise QueryError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise QueryError("query is empty or whitespace; pass the question or keywords to search for")
-    return query
+from rag.errors import ConfigError
+from rag.protocols import Encoder, Retriever
+from rag.types import Hit
 
 
-def check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
-    return k
+class Searchable(Protocol):
+    """What :class:`~rag.retrievers.bm25.BM25Retriever` and :class:`~rag.retrievers.dense.DenseRetriever` need of
+    a collection: its ranked runs, a consistent view to read them in, and its encoder. Every
+    :class:`~rag.indexers.collection.Collection` is one."""
+
+    location: str
+    encoder: Encoder | None
+
+    @property
+    def has_dense(self) -> bool: ...
+
+    def reading(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def fields(self) -> set[str]: ...
+
+    def bm25_hits(self, query: str, k: int, filters: Mapping[str, Any] | None) -> list[Hit]: ...
+
+    def dense_hits(self, query_vec: np.ndarray, k: int, filters: Mapping[str, Any] | None) -> list[Hit]: ...
+
+    def retriever(
+        self, mode: str = "hybrid", k: int = 10, filters: Mapping[str, Any] | None = None, **options: Any
+    ) -> Retriever: ...
 
 
 def merge_filters(base: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -1,11 +1,12 @@
-"""BM25 retrieval over a collection (the engine lives in :mod:`rag.indexers.bm25_index`)."""
+"""BM25 retrieval over a collection (the engine lives in :mod:`rag.retrievers.bm25_index`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from rag.retrievers.base import check_k, check_query, merge_filters
+from rag.checks import check_k, check_query
+from rag.retrievers.base import merge_filters
 from rag.types import Hit
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from rag.checks import check_k, check_query
 from rag.errors import ConfigError
-from rag.retrievers.base import check_k, check_query, merge_filters
+from rag.retrievers.base import merge_filters
 from rag.types import Hit
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rag.checks import check_k, check_query
 from rag.errors import ConfigError
 from rag.protocols import Retriever
-from rag.retrievers.base import check_k, check_query
 from rag.types import Doc, Hit
 
 METHODS = ("rrf", "convex")

@@ -30,15 +30,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rag.checks import check_k, check_query
 from rag.errors import ConfigError, UnsafeQueryError
-from rag.injection import strip_control
-from rag.retrievers.base import check_k, check_query
 from rag.retrievers.sql_guard import SQLResult, run_sql, validate_sql
+from rag.text.injection import strip_control
 from rag.types import Doc, Hit
 
 if TYPE_CHECKING:
-    from rag.indexers.bm25_index import BM25Index
-    from rag.indexers.directory import DirectoryCollection
+    from rag.indexers.directory.collection import DirectoryCollection
+    from rag.retrievers.bm25_index import BM25Index
 
 log = logging.getLogger(__name__)
 MODES = ("rows", "sql")
@@ -155,8 +155,8 @@ class TableRetriever:
 
     # ------------------------------------------------------------------ rows
     def _row_index(self, ref: TableRef, query: str) -> tuple[BM25Index, list[tuple[Any, ...]], list[str]]:
-        from rag.indexers.bm25_index import BM25Index
         from rag.indexers.tables import SCHEMA
+        from rag.retrievers.bm25_index import BM25Index
 
         key = ref.physical
         big = int(ref.meta.get("n_rows", 0)) > self.max_scan

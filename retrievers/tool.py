@@ -1,7 +1,7 @@
 """The tool retriever: select tools for a (sub-)query, fill their arguments, call them, and return each
 result as a citable :class:`~rag.types.Hit`.
 
-1. Select: the tools' cards (:meth:`rag.tools.Tool.card`) are indexed with BM25 and, when an encoder is
+1. Select: the tools' cards (:meth:`rag.tools.base.Tool.card`) are indexed with BM25 and, when an encoder is
    given, dense embeddings; the two rankings are fused with reciprocal rank fusion. Only the best tool is
    called by default; with ``k_tools > 1``, a lower-ranked one only when its relevance (its BM25 and dense
    scores as shares of each ranking's top score, weighted as in the fusion) is at least ``margin`` times the
@@ -13,7 +13,7 @@ result as a citable :class:`~rag.types.Hit`.
    required arguments they lack). Without a generator, the rule filler (:mod:`rag.retrievers.tool_fill`) alone
    takes values from the query by type (dates, times, numbers, enum words, quoted strings, emails,
    identifiers, an arithmetic expression, place names after from/to, proper nouns).
-3. Call: :func:`rag.tools.call_tool` validates the arguments (invalid: not called), asks the confirm callback
+3. Call: :func:`rag.tools.base.call_tool` validates the arguments (invalid: not called), asks the confirm callback
    for tools with side effects, and runs the tool with its timeout. Failures are left out of the hits and
    reported in the trace of :meth:`ToolRetriever.retrieve_traced`.
 """
@@ -29,14 +29,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from rag.checks import check_k, check_query
 from rag.errors import ConfigError, RagError
-from rag.indexers.bm25_index import BM25Index
-from rag.injection import strip_control
-from rag.retrievers.base import check_k, check_query
+from rag.retrievers.bm25_index import BM25Index
 from rag.retrievers.hybrid import fuse
 from rag.retrievers.tool_fill import grounded, rule_fill
 from rag.retrievers.tool_values import coerce, first_value, is_date_arg, json_types, parse_date
-from rag.tools import Tool, call_tool
+from rag.text.injection import strip_control
+from rag.tools.base import Tool, call_tool
 from rag.types import Doc, Hit
 
 __all__ = ["LLM_MODES", "ToolChoice", "ToolRetriever", "coerce", "first_value", "parse_date", "rule_fill"]
@@ -91,7 +91,7 @@ class ToolRetriever:
             ``"llm"`` (the LLM's values alone, only coerced and validated).
 
     Example:
-        >>> from rag.tools_builtin import BUILTIN_TOOLS
+        >>> from rag.tools.builtin import BUILTIN_TOOLS
         >>> r = ToolRetriever(BUILTIN_TOOLS, encoder=None)
         >>> r.retrieve("what is 17 times 23?")[0].doc.text
         'calculator(expression="17 * 23") returned 391'
@@ -147,7 +147,7 @@ class ToolRetriever:
         """The dense encoder (loaded on first use), or None for BM25 only."""
         if self._encoder is None and self._encoder_spec is not None:
             if isinstance(self._encoder_spec, str):
-                from rag.encoders import SentenceTransformerEncoder
+                from rag.models.encoders import SentenceTransformerEncoder
 
                 self._encoder = SentenceTransformerEncoder(self._encoder_spec)
             else:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rag.retrievers.tool_values import MONTHS, arg_kind, coerce, find_dates, find_expression, find_times, json_types
-from rag.tools import Tool, validate_args
+from rag.tools.base import Tool, validate_args
 
 _NUMBER = re.compile(r"(?<![\d.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\d])")
 _NUMBER_WORDS = {

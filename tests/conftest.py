@@ -23,7 +23,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(scope="session")
 def encoder():
     """The real shipped MiniLM encoder, loaded once per session."""
-    from rag.encoders import SentenceTransformerEncoder
+    from rag.models.encoders import SentenceTransformerEncoder
 
     enc = SentenceTransformerEncoder(threads=1)
     _ = enc.dim

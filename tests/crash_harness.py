@@ -88,7 +88,7 @@ def text(rng: random.Random, marker: str) -> str:
 
 def save_model(kb_path: Path, version: int) -> None:
     """What ``rag train`` does last: write the model files and its manifest, then rename them into place."""
-    from rag.models import model_dir, write_model_manifest, writing_model
+    from rag.models.registry import model_dir, write_model_manifest, writing_model
 
     with writing_model(model_dir(*MODEL, collection=kb_path), force=True) as tmp:
         (tmp / "weights.bin").write_bytes(os.urandom(256 * 1024))
@@ -118,7 +118,7 @@ def writer(path: Path, ops: list[tuple[str, Any]], report: int) -> None:
 def observe(path: Path) -> tuple[State, list[str]]:
     """The collection as a reader sees it, and what is inconsistent in it."""
     from rag import Collection
-    from rag.models import resolve_model
+    from rag.models.registry import resolve_model
 
     kb = Collection.open(path, encoder=HashEncoder(), read_only=True)
     try:
@@ -168,10 +168,10 @@ def run(path: Path, trials: int, seed: int, max_delay: float) -> dict[str, Any]:
     import duckdb  # noqa: F401  (imported once here, so the forked writers and verifiers start at once)
     import faiss  # noqa: F401
 
-    import rag.indexers.directory
-    import rag.models  # noqa: F401
+    import rag.indexers.directory.collection
+    import rag.models.registry  # noqa: F401
     from rag import Collection
-    from rag.indexers.bm25_index import BM25Index
+    from rag.retrievers.bm25_index import BM25Index
 
     warm = BM25Index()  # compile the BM25 kernels once, here, not in every child
     warm.add(np.arange(2), ["warm up", "the kernels"])

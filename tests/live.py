@@ -19,10 +19,10 @@ from typing import Any
 @contextlib.contextmanager
 def live_server(app: Any, **options: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn until the block ends; yields the base URL (``http://127.0.0.1:PORT``).
-    ``options`` go to :func:`rag.server_http.server_config` (``request_timeout`` ...)."""
+    ``options`` go to :func:`rag.apps.server.http.server_config` (``request_timeout`` ...)."""
     import uvicorn
 
-    from rag.server_http import server_config
+    from rag.apps.server.http import server_config
 
     server = uvicorn.Server(server_config(app, "127.0.0.1", 0, lifespan="off", **options))  # what `rag serve` runs
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,6 +85,6 @@ def server_process(cmd: list[str], port: int, start_timeout: float = 90, **popen
 def rag_serve(*args: str, start_timeout: float = 90) -> Iterator[ServeProcess]:
     """``rag serve ARGS --port P`` on a free port in its own process (see :func:`server_process`)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "rag.cli", "serve", *args, "--port", str(port)]
+    cmd = [sys.executable, "-m", "rag", "serve", *args, "--port", str(port)]
     with server_process(cmd, port, start_timeout, env={**os.environ}) as served:
         yield served

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from rag.answer.pipeline import RAG
 from rag.errors import GenerationError
-from rag.llm_openai import OpenAIGenerator
-from rag.pipeline import RAG
-from rag.verify import NLIVerifier
+from rag.models.llm_openai import OpenAIGenerator
+from rag.models.verify import NLIVerifier
 from tests.conftest import DATA, Scripted
 from tests.test_cli import rag
 
@@ -194,8 +194,8 @@ def test_llm_server_down_slow_flaky_and_broken_streams() -> None:
 # ---------------------------------------------------------------------------------- the real local LLM
 @pytest.fixture(scope="module")
 def llm_server() -> Any:
-    from rag.generate import LocalGenerator
-    from rag.llm_server import LLMServer
+    from rag.apps.llm_server import LLMServer
+    from rag.models.generate import LocalGenerator
 
     with LLMServer(LocalGenerator(max_new_tokens=40, threads=1), model_name="smollm2") as server:
         yield server

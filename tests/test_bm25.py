@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.errors import ConfigError, IndexFormatError
-from rag.indexers import bm25_kernels
-from rag.indexers.bm25_index import BM25Index, BM25Params
-from rag.indexers.tokenize import Tokenizer
+from rag.retrievers import bm25_kernels
+from rag.retrievers.bm25_index import BM25Index, BM25Params
+from rag.text.tokenizer import Tokenizer
 
 PLAIN = Tokenizer(stopwords=None, stemmer=None)
 

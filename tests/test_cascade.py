@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from rag.cascade import Cascade, Confidence, Extractive, evaluate_cascade, signals
-from rag.eval import load_beir
-from rag.eval_qa import exact_match, load_answers, token_f1
-from rag.pipeline import RAG
-from rag.verify import NLIVerifier
+from rag.answer.cascade import Cascade, Confidence, Extractive, evaluate_cascade, signals
+from rag.answer.pipeline import RAG
+from rag.datasets import load_answers, load_beir
+from rag.eval.qa import exact_match, token_f1
+from rag.models.verify import NLIVerifier
 from tests.conftest import DATA, Scripted
 from tests.test_ask import KEYS_Q
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def rag(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PILOTFISH_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=300)
     if check and p.returncode not in (0,):
         raise AssertionError(f"rag {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rag import Collection, Doc
+from rag.checks import json_digest
 from rag.errors import (
     CollectionLockedError,
     ConfigError,
@@ -16,7 +17,6 @@ from rag.errors import (
     IndexFormatError,
     QueryError,
 )
-from rag.indexers.manifest import manifest_digest
 from rag.protocols import Retriever
 
 DOCS = [
@@ -221,7 +221,7 @@ def test_format_version_mismatch(kb):
     mf = kb.path / "manifest.json"
     data = json.loads(mf.read_text())
     data["format_version"] = 99
-    data["checksum"] = manifest_digest(data)  # as a newer pilotfish would write it
+    data["checksum"] = json_digest(data)  # as a newer pilotfish would write it
     mf.write_text(json.dumps(data))
     with pytest.raises(IndexFormatError, match="format_version 99"):
         Collection.open(kb.path)
@@ -376,7 +376,7 @@ def test_torch_flat_search_equals_faiss_flat():
     including after removals and with fewer vectors than k."""
     import numpy as np
 
-    from rag.indexers.dense_index import DenseIndex, TorchFlat
+    from rag.indexers.dense import DenseIndex, TorchFlat
 
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((3000, 48)).astype(np.float32)
@@ -398,8 +398,8 @@ def test_torch_flat_search_equals_faiss_flat():
 def test_dense_search_uses_the_gpu_searcher_only_for_unfiltered_flat(monkeypatch):
     import numpy as np
 
-    from rag.indexers import dense_index
-    from rag.indexers.dense_index import DenseIndex, TorchFlat
+    from rag.indexers import dense as dense_index
+    from rag.indexers.dense import DenseIndex, TorchFlat
 
     calls = []
 

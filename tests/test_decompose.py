@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.decompose import PromptedDecomposer, RuleDecomposer, kind_of
 from rag.errors import ConfigError, QueryError, SourceError
-from rag.multihop import MultiHopRetriever, bridge_entities
+from rag.models.decompose.prompted import PromptedDecomposer
+from rag.models.decompose.rules import RuleDecomposer, kind_of
 from rag.protocols import Decomposer, Retriever
+from rag.retrievers.multihop import MultiHopRetriever, bridge_entities
 from rag.types import Doc, Hit, SubQuery
 
 RULES = RuleDecomposer()
@@ -211,8 +212,9 @@ def tiny_jsonl(tmp_path: Path) -> Path:
 @pytest.mark.model
 @pytest.mark.slow
 def test_learned_decomposer_trains_saves_and_loads(tiny_jsonl, tmp_path, monkeypatch, encoder):
-    from rag.decompose import LearnedDecomposer, train_decomposer
-    from rag.models import MANIFEST, model_dir
+    from rag.models.decompose.learned import LearnedDecomposer
+    from rag.models.registry import MANIFEST, model_dir
+    from rag.train.decomposer import train_decomposer
 
     monkeypatch.setenv("PILOTFISH_MODELS", str(tmp_path / "home"))
     dest = model_dir("decomposer", "tiny")
@@ -247,7 +249,7 @@ def test_learned_decomposer_trains_saves_and_loads(tiny_jsonl, tmp_path, monkeyp
 
 
 def test_missing_learned_model_says_how_to_train(tmp_path, monkeypatch):
-    from rag.decompose import LearnedDecomposer
+    from rag.models.decompose.learned import LearnedDecomposer
 
     monkeypatch.setenv("PILOTFISH_MODELS", str(tmp_path))
     with pytest.raises(ConfigError, match="rag train decomposer --data"):
@@ -264,7 +266,7 @@ def test_missing_learned_model_says_how_to_train(tmp_path, monkeypatch):
     ],
 )
 def test_bad_training_file_names_the_line(tmp_path, line, message):
-    from rag.decompose import train_decomposer
+    from rag.train.decomposer import train_decomposer
 
     f = write_jsonl(tmp_path / "bad.jsonl", [{"question": "Who wrote Hamlet?", "label": "single"}, "", line])
     with pytest.raises(SourceError, match=message) as err:
@@ -274,7 +276,7 @@ def test_bad_training_file_names_the_line(tmp_path, line, message):
 
 
 def test_training_needs_two_labels_and_force(tmp_path, tiny_jsonl):
-    from rag.decompose import train_decomposer
+    from rag.train.decomposer import train_decomposer
 
     one = write_jsonl(tmp_path / "one.jsonl", [{"question": "Who wrote Hamlet?", "label": "single"}] * 3)
     with pytest.raises(ConfigError, match="two or more"):
@@ -287,7 +289,7 @@ def test_training_needs_two_labels_and_force(tmp_path, tiny_jsonl):
 
 
 def test_synthetic_tool_questions_are_seeded_and_typed():
-    from rag.decompose_learned import synth_tool_questions
+    from rag.train.decomposer import synth_tool_questions
 
     a, b = synth_tool_questions(200, seed=3), synth_tool_questions(200, seed=3)
     assert a == b and len(set(a)) == 200

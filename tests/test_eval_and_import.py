@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
+from rag.datasets import load_beir
 from rag.errors import ConfigError, SourceError
-from rag.eval import evaluate_run, load_beir, map_at_k, mrr_at_k, ndcg_at_k, recall_at_k
+from rag.eval.retrieval import evaluate_run, map_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 
 
 def test_metrics_by_hand():

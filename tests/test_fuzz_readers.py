@@ -177,7 +177,7 @@ def test_time_memory_and_crash_limits_turn_into_per_file_errors(strict_limits, t
 
 
 def test_indexing_a_folder_with_a_bomb_and_broken_files_goes_on(tmp_path: Path, capsys, bomb_bytes: bytes) -> None:
-    from rag.cli import main as cli
+    from rag.apps.cli.main import main as cli
 
     docs = tmp_path / "docs"
     shutil.copytree(DATA / "docs", docs)

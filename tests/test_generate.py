@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ConfigError
-from rag.generate import LocalGenerator, make_generator
-from rag.llm_openai import OpenAIGenerator
+from rag.models.generate import LocalGenerator, make_generator
+from rag.models.llm_openai import OpenAIGenerator
 
 
 def _tiny(tmp_path: Path, kind: str) -> Path:
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-    from rag.encoders import resolve_model_path
+    from rag.models.encoders import resolve_model_path
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path("default"))
     if kind == "seq2seq":
@@ -60,7 +60,7 @@ def test_specs_and_bad_models(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.llm
 def test_gguf_is_converted_once_and_the_cached_copy_generates_the_same(tmp_path, monkeypatch):
-    from rag.generate import converted_dir, smollm2_gguf
+    from rag.models.generate import converted_dir, smollm2_gguf
 
     monkeypatch.setenv("PILOTFISH_CACHE", str(tmp_path))
     prompt = [{"role": "user", "content": "Name one primary colour."}]

@@ -25,19 +25,19 @@ from typing import Any, ClassVar
 import duckdb
 import pytest
 
+from rag.answer.pipeline import RAG
+from rag.answer.prompts import INSTRUCTION, SYSTEM, build_prompt
 from rag.connectors.files import load_path
-from rag.decompose import PromptedDecomposer
 from rag.indexers.collection import Collection
 from rag.indexers.tables import SCHEMA, add_tables, table_cards
-from rag.injection import CONTROL, clean_evidence, looks_like_injection, strip_control
-from rag.pipeline import RAG
-from rag.prompts import INSTRUCTION, SYSTEM, build_prompt
+from rag.models.decompose.prompted import PromptedDecomposer
+from rag.models.verify import NLIVerifier
 from rag.retrievers.sql_guard import validate_sql
 from rag.retrievers.table import TableRetriever, extract_sql
 from rag.retrievers.tool import ToolRetriever
-from rag.tools import Tool, http_tool
+from rag.text.injection import CONTROL, clean_evidence, looks_like_injection, strip_control
+from rag.tools.base import Tool, http_tool
 from rag.types import Doc, Hit
-from rag.verify import NLIVerifier
 from tests.attacks import (
     BENIGN_NEAR_MISSES,
     CELL_PAYLOADS,

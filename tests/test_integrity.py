@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from rag import Collection, Doc
-from rag.cli import main as cli
+from rag.apps.cli.main import main as cli
+from rag.checks import json_digest
 from rag.errors import IndexFormatError
-from rag.indexers.manifest import manifest_digest
-from rag.models import model_dir, resolve_model, write_model_manifest, writing_model
+from rag.models.registry import model_dir, resolve_model, write_model_manifest, writing_model
 from tests.crash_harness import HashEncoder
 
 DOCS = [Doc(f"document {i} about {'rivers' if i % 2 else 'mountains'} and topic{i}", id=f"d{i}") for i in range(40)]
@@ -115,7 +115,7 @@ def test_a_manifest_from_before_checksums_opens_and_a_damaged_key_does_not(prist
     del data["checksum"]
     mf.write_text(json.dumps(data))
     assert open_and_use(copy) == []
-    mf.write_text(json.dumps({**data, "checksun": manifest_digest(data)}))
+    mf.write_text(json.dumps({**data, "checksun": json_digest(data)}))
     with pytest.raises(IndexFormatError, match="fails its checksum"):
         Collection.open(copy)
 

@@ -15,6 +15,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
+from rag.answer.pipeline import RAG
 from rag.connectors.langchain import (
     ChatPilotfish,
     LangChainGenerator,
@@ -26,7 +27,6 @@ from rag.connectors.langchain import (
     docs_from_langchain,
 )
 from rag.indexers.collection import Collection
-from rag.pipeline import RAG
 from rag.retrievers.hybrid import Hybrid
 from rag.types import Doc
 from tests.conftest import Scripted
@@ -125,7 +125,7 @@ def test_an_lcel_chain_runs_with_the_real_local_model():
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    from rag.generate import LocalGenerator
+    from rag.models.generate import LocalGenerator
 
     retriever = PilotfishRetriever(retriever=keys_collection().retriever("bm25"), k=2)
     prompt = ChatPromptTemplate.from_messages(

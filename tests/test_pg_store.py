@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import cli
-from rag.connectors import pg_schema
-from rag.connectors.pg_store import PgCollection
+from rag.apps.cli import main as cli
 from rag.errors import ConfigError, IndexFormatError, StoreUnavailableError
 from rag.indexers.collection import Collection
-from rag.indexers.directory import DirectoryCollection
+from rag.indexers.directory.collection import DirectoryCollection
+from rag.indexers.pg import schema as pg_schema
+from rag.indexers.pg.collection import PgCollection
 from rag.types import Doc
 from tests import pg_launch
 
@@ -105,7 +105,7 @@ def test_hnsw_filtered_knn_still_returns_k_rows(pg_url, encoder):
 
 
 def test_a_large_ingest_builds_the_ann_index_once_at_the_end(pg_url, encoder, monkeypatch):
-    from rag.connectors import pg_index
+    from rag.indexers.pg import index as pg_index
 
     monkeypatch.setattr(pg_index, "BULK_MIN", 50)
     kb = PgCollection.create(pg_url, encoder=encoder, chunk_size=0)  # hnsw, pgvector's m 16 / ef_construction 64
@@ -143,7 +143,7 @@ def test_bm25_follows_writes_made_by_other_processes(pg_url, tmp_path):
     docs.mkdir()
     (docs / "z.md").write_text("# Zeppelin\n\nThe zeppelin hangar opens at dawn.")
     out = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "index", str(docs), "--store", pg_url, "--quiet", "--json"],
+        [sys.executable, "-m", "rag", "index", str(docs), "--store", pg_url, "--quiet", "--json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert json.loads(out.stdout)["added"] == 1
@@ -158,7 +158,7 @@ def test_bm25_follows_writes_made_by_other_processes(pg_url, tmp_path):
 
 
 def test_a_reader_behind_the_pruned_change_log_rebuilds_bm25(pg_url, monkeypatch):
-    from rag.connectors import pg_bm25
+    from rag.indexers.pg import bm25 as pg_bm25
 
     monkeypatch.setattr(pg_bm25, "LOG_KEEP", 2)
     kb = Collection.create(pg_url, encoder=None)
@@ -361,7 +361,7 @@ def handbook(kb: Collection) -> Collection:
 
 
 def test_the_same_pipeline_code_runs_on_a_directory_and_on_postgres(pg_url, encoder, tmp_path):
-    from rag.pipeline import RAG
+    from rag.answer.pipeline import RAG
     from tests.conftest import Scripted
 
     def pipeline_code(kb: Collection) -> tuple[list[str], list[str], str]:  # what a user writes, store-agnostic
@@ -380,7 +380,7 @@ def test_rag_serve_over_a_postgres_store(pg_url):
     pytest.importorskip("fastapi")
     import httpx
 
-    from rag.server import create_app
+    from rag.apps.server.app import create_app
     from tests.conftest import Scripted
     from tests.live import live_server
 

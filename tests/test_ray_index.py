@@ -54,7 +54,7 @@ def assert_same(a: Collection, b: Collection) -> None:
 
 
 def test_ray_index_equals_a_single_process_index(cluster, tmp_path, encoder):
-    from rag.ray_index import index_with_ray
+    from rag.indexers.ray import index_with_ray
 
     docs = write_files(tmp_path / "docs")
     single = Collection.create(tmp_path / "single", encoder=encoder, chunk_size=40, chunk_overlap=10)
@@ -70,7 +70,7 @@ def test_ray_index_equals_a_single_process_index(cluster, tmp_path, encoder):
 
 def test_ray_index_into_postgres_is_resumable(cluster, tmp_path, encoder, pg_url):
     from rag.connectors.files import load_path
-    from rag.ray_index import index_with_ray
+    from rag.indexers.ray import index_with_ray
 
     docs = write_files(tmp_path / "docs", n=12)
     kb = Collection.create(pg_url, encoder=encoder, chunk_size=40, chunk_overlap=10)
@@ -86,7 +86,7 @@ def test_ray_index_into_postgres_is_resumable(cluster, tmp_path, encoder, pg_url
 
 def test_a_worker_killed_mid_job_leaves_no_half_written_document(cluster, tmp_path, encoder):
     from rag.connectors.files import load_path
-    from rag.ray_index import index_with_ray
+    from rag.indexers.ray import index_with_ray
 
     docs = write_files(tmp_path / "docs")
     kb = Collection.create(tmp_path / "kb", encoder=encoder, chunk_size=40, chunk_overlap=10)
@@ -105,8 +105,8 @@ def test_a_worker_killed_mid_job_leaves_no_half_written_document(cluster, tmp_pa
 def test_cli_index_with_ray(tmp_path, capsys, cluster):
     import json
 
-    from rag import cli
-    from rag.ray_index import index_with_ray
+    from rag.apps.cli import main as cli
+    from rag.indexers.ray import index_with_ray
 
     docs = write_files(tmp_path / "docs", n=6)
     code = cli.main(["index", str(docs), "--collection", str(tmp_path / "kb"), "--ray", "--workers", "1",

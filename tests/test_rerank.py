@@ -39,9 +39,9 @@ def kb(tmp_path_factory: pytest.TempPathFactory, encoder):
 @pytest.fixture(scope="module")
 def trained(kb, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reranker trained for a few steps from labelled pairs, registered in the collection as 'default'."""
-    from rag.models import model_dir
-    from rag.rerank_train import train_reranker
-    from rag.train import TrainConfig
+    from rag.models.registry import model_dir
+    from rag.train.loop import TrainConfig
+    from rag.train.reranker import train_reranker
 
     pairs = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
     rows = [
@@ -61,7 +61,7 @@ def trained(kb, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_rerank_by_registry_name_reorders_and_reports(kb, trained: Path) -> None:
-    from rag.rerank import CrossEncoderReranker
+    from rag.models.rerank import CrossEncoderReranker
 
     hits = kb.search("admin console keys", mode="dense", k=8)
     rr = CrossEncoderReranker("default", collection=kb.path, max_candidates=3)
@@ -74,7 +74,7 @@ def test_rerank_by_registry_name_reorders_and_reports(kb, trained: Path) -> None
 
 
 def test_time_budget_cuts_after_the_first_batch(kb, trained: Path) -> None:
-    from rag.rerank import CrossEncoderReranker
+    from rag.models.rerank import CrossEncoderReranker
 
     hits = kb.search("keys", mode="dense", k=8)
     rr = CrossEncoderReranker(trained, max_candidates=8, budget_ms=0.001, batch_size=2)
@@ -85,9 +85,9 @@ def test_time_budget_cuts_after_the_first_batch(kb, trained: Path) -> None:
 
 def test_plain_hf_cross_encoder_directory_loads(tmp_path: Path) -> None:
     """A model directory without a pilotfish manifest (as downloaded from the hub) is used as is."""
-    from rag.encoders import resolve_model_path
-    from rag.rerank import CrossEncoderReranker
-    from rag.train import new_cross_encoder
+    from rag.models.encoders import resolve_model_path
+    from rag.models.rerank import CrossEncoderReranker
+    from rag.train.loop import new_cross_encoder
 
     d = tmp_path / "ms-marco-like"
     new_cross_encoder(resolve_model_path("default"), num_labels=1, max_length=64).save(str(d))
@@ -98,8 +98,8 @@ def test_plain_hf_cross_encoder_directory_loads(tmp_path: Path) -> None:
 
 
 def test_registry_lists_and_refuses_overwrite_and_wrong_task(kb, trained: Path) -> None:
-    from rag.models import list_models, resolve_model, writing_model
-    from rag.verify import NLIVerifier
+    from rag.models.registry import list_models, resolve_model, writing_model
+    from rag.models.verify import NLIVerifier
 
     listed = [m for m in list_models(kb.path) if m["where"] == "collection"]
     assert [(m["task"], m["name"]) for m in listed] == [("reranker", "default")]
@@ -112,13 +112,13 @@ def test_registry_lists_and_refuses_overwrite_and_wrong_task(kb, trained: Path) 
 
 
 def test_interrupted_training_registers_nothing(kb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.train
-    from rag.rerank_train import train_reranker
+    import rag.train.loop
+    from rag.train.reranker import train_reranker
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rag.train, "fit", boom)
+    monkeypatch.setattr(rag.train.loop, "fit", boom)
     pairs = tmp_path / "p.tsv"
     pairs.write_text("query\tdoc\tlabel\nhow often do keys rotate\tkeys\t1\n")
     with pytest.raises(KeyboardInterrupt):
@@ -129,13 +129,13 @@ def test_interrupted_training_registers_nothing(kb, tmp_path: Path, monkeypatch:
 def test_version_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None:
     import shutil
 
-    from rag.indexers.manifest import manifest_digest
-    from rag.models import MANIFEST, read_model_manifest
+    from rag.checks import json_digest
+    from rag.models.registry import MANIFEST, read_model_manifest
 
     d = tmp_path / "old"
     shutil.copytree(trained, d)
     m = {**json.loads((d / MANIFEST).read_text()), "format_version": 99}
-    (d / MANIFEST).write_text(json.dumps({**m, "checksum": manifest_digest(m)}))  # as a newer pilotfish writes it
+    (d / MANIFEST).write_text(json.dumps({**m, "checksum": json_digest(m)}))  # as a newer pilotfish writes it
     with pytest.raises(IndexFormatError, match="format version 99"):
         read_model_manifest(d, "reranker")
 
@@ -153,7 +153,7 @@ def test_version_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> Non
     ],
 )
 def test_bad_pairs_name_the_line(kb, tmp_path: Path, content: str, name: str, match: str) -> None:
-    from rag.rerank_train import read_pairs
+    from rag.train.reranker import read_pairs
 
     f = tmp_path / name
     f.write_text(content)
@@ -162,7 +162,7 @@ def test_bad_pairs_name_the_line(kb, tmp_path: Path, content: str, name: str, ma
 
 
 def test_qrels_source_checks_ids(kb, tmp_path: Path) -> None:
-    from rag.rerank_train import read_qrels_source
+    from rag.train.reranker import read_qrels_source
 
     (tmp_path / "qrels").mkdir()
     (tmp_path / "queries.jsonl").write_text('{"_id": "1", "text": "keys"}\n')
@@ -179,8 +179,8 @@ def test_qrels_source_checks_ids(kb, tmp_path: Path) -> None:
 @pytest.mark.llm
 def test_synthesize_with_the_local_llm(kb, tmp_path: Path) -> None:
     """The shipped SmolLM2 writes queries for sampled documents; kept ones pass the round-trip filter."""
-    from rag.generate import LocalGenerator
-    from rag.rerank_train import synthesize
+    from rag.models.generate import LocalGenerator
+    from rag.train.reranker import synthesize
 
     llm = LocalGenerator(max_new_tokens=24, threads=1)
     queries, qrels, counts = synthesize(kb, 4, llm, roundtrip_k=8, progress=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rag.answer.pipeline import RAG
 from rag.errors import ConfigError, GenerationError
 from rag.indexers.tables import table_cards
-from rag.pipeline import RAG
 from rag.retrievers.table import TableRetriever
 from rag.types import Doc, SubQuery
 from tests.conftest import Scripted
@@ -83,7 +83,7 @@ def test_routes_are_checked():
 
 def test_a_tool_question_calls_the_tool_and_cites_its_result(docs_kb):
     from rag.retrievers.tool import ToolRetriever
-    from rag.tools_builtin import BUILTIN_TOOLS
+    from rag.tools.builtin import BUILTIN_TOOLS
 
     llm = Scripted("17 times 23 is 391 [1].")
     rag = RAG(docs_kb.retriever("bm25"), llm, routes={"tool": ToolRetriever(BUILTIN_TOOLS, encoder=None)})
@@ -98,7 +98,7 @@ def test_a_hanging_tool_times_out_in_the_trace_and_the_answer_continues(docs_kb)
     import threading
 
     from rag.retrievers.tool import ToolRetriever
-    from rag.tools import tool
+    from rag.tools.base import tool
 
     release = threading.Event()
 
@@ -127,7 +127,7 @@ def test_a_hanging_tool_times_out_in_the_trace_and_the_answer_continues(docs_kb)
 def test_from_collection_routes_tables_when_the_collection_has_them(docs_kb, tmp_path):
     from rag.indexers.collection import Collection
     from rag.retrievers.tool import ToolRetriever
-    from rag.tools_builtin import BUILTIN_TOOLS
+    from rag.tools.builtin import BUILTIN_TOOLS
 
     rag = RAG.from_collection(docs_kb, llm=Scripted("x"), mode="bm25", verifier=None, tools=BUILTIN_TOOLS, tables="sql")
     assert isinstance(rag.routes["table"], TableRetriever) and rag.routes["table"].mode == "sql"

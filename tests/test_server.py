@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("fastapi")
 import httpx
 
+from rag.apps.server.app import create_app
 from rag.connectors.files import load_path
 from rag.indexers.collection import Collection
 from rag.indexers.tables import add_tables
-from rag.server import create_app
 from tests.conftest import DATA, Scripted, Slow
 from tests.live import live_server
 
@@ -186,7 +186,7 @@ def test_cors(server: str) -> None:
 
 
 def test_openai_compatible_chat(server: str, client: httpx.Client) -> None:
-    from rag.llm_openai import OpenAIGenerator
+    from rag.models.llm_openai import OpenAIGenerator
 
     assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["kb"]
     chat = OpenAIGenerator("kb", base_url=f"{server}/v1", api_key="s3cret")  # an existing chat client
@@ -283,7 +283,7 @@ def test_rag_serve_command_end_to_end(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "rag.cli", "serve", "--collection", str(tmp_path / "kb"), "--port", str(port),
+    cmd = [sys.executable, "-m", "rag", "serve", "--collection", str(tmp_path / "kb"), "--port", str(port),
            "--mode", "bm25", "--max-new-tokens", "48", "--threads", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
     try:

@@ -21,9 +21,9 @@ import pytest
 pytest.importorskip("fastapi")
 import httpx
 
+from rag.apps.server.app import create_app
 from rag.connectors.files import load_path
 from rag.indexers.collection import Collection
-from rag.server import create_app
 from tests.conftest import DATA, Slow
 from tests.live import ServeProcess, live_server, rag_serve
 
@@ -199,8 +199,8 @@ def test_the_deadline_restarts_per_request_and_spares_slow_answers(server: Serve
 def test_idle_connections_outlast_client_pools() -> None:
     """The server closes an idle kept-alive connection after client pools drop theirs (httpx: 5 s), or a request
     sent as the server closes fails (uvicorn's own 5 s against httpx: 7 of 300 reuses after ~5 s idle)."""
-    from rag.cli import build_parser
-    from rag.server_http import server_config
+    from rag.apps.cli.main import build_parser
+    from rag.apps.server.http import server_config
 
     default = build_parser().parse_args(["serve", "--collection", "kb"]).keep_alive
     assert server_config(None, keep_alive=default).timeout_keep_alive == default

@@ -305,7 +305,7 @@ def test_postgres_tables_are_read_read_only_with_provenance(tmp_path, postgres):
 def test_rag_index_reads_a_postgres_database(tmp_path, postgres, capsys):
     import psycopg
 
-    from rag.cli import main
+    from rag.apps.cli.main import main
 
     with psycopg.connect(postgres, autocommit=True) as con:
         con.execute("DROP SCHEMA IF EXISTS crm CASCADE")

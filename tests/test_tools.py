@@ -14,13 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from rag import tool_schema
 from rag.errors import ConfigError, QueryError
 from rag.protocols import Retriever
 from rag.retrievers import tool_fill, tool_values
 from rag.retrievers.tool import ToolRetriever, coerce, first_value, parse_date, rule_fill
-from rag.tools import Tool, ToolResult, call_tool, http_tool, schema_from_function, tool, validate_args
-from rag.tools_builtin import BUILTIN_TOOLS, add_days, calculator, current_datetime, days_between, evaluate, weekday
+from rag.tools import schema as tool_schema
+from rag.tools.base import Tool, ToolResult, call_tool, http_tool, schema_from_function, tool, validate_args
+from rag.tools.builtin import BUILTIN_TOOLS, add_days, calculator, current_datetime, days_between, evaluate, weekday
 from tests.conftest import Scripted
 
 
@@ -734,7 +734,7 @@ def test_rules_first_asks_the_llm_for_missing_required_arguments_only() -> None:
 @pytest.mark.llm
 @pytest.mark.slow
 def test_llm_filling_with_the_shipped_llm() -> None:
-    from rag.generate import LocalGenerator
+    from rag.models.generate import LocalGenerator
 
     r = ToolRetriever(BUILTIN_TOOLS, encoder=None, generator=LocalGenerator(max_new_tokens=16, threads=1))
     hits, events = r.retrieve_traced("how many days between 2024-01-01 and 2024-03-01?")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ConfigError, SourceError
+from rag.models.verify import FEATURES, NLIVerifier, lexical_signal, split_claims, split_sentences
 from rag.types import Doc, Hit
-from rag.verify import FEATURES, NLIVerifier, lexical_signal, split_claims, split_sentences
 from tests.conftest import DATA
 from tests.test_cli import rag
 
@@ -43,7 +43,7 @@ def test_lexical_signal_catches_changed_numbers() -> None:
 
 
 def test_calibrator_settings_round_trip_and_stale_features() -> None:
-    from rag.verify import LEXICAL, Calibrator
+    from rag.models.verify import LEXICAL, Calibrator
 
     rows = [{"coverage": c, "bias": 1.0} for c in (0.1, 0.2, 0.8, 0.9)]
     cal = Calibrator.fit(rows, [0, 0, 1, 1], features=("coverage", "bias"))
@@ -71,7 +71,7 @@ def test_lexical_only_verifier_ranks_support() -> None:
 
 
 def test_planted_error_claims() -> None:
-    from rag.verify_train import build_claims
+    from rag.train.verifier import build_claims
 
     claims = build_claims(QA, max_questions=50)
     assert len(claims) % 3 == 0 and len(claims) >= 18
@@ -84,7 +84,7 @@ def test_planted_error_claims() -> None:
 def test_swaps_within_the_passage_and_groups_by_question() -> None:
     """``hard`` adds a fourth claim whose wrong answer comes from the gold passage itself; every question's claims
     become one ``contrast`` group, supported first."""
-    from rag.verify_train import PLANTED, build_claims, by_question, to_groups
+    from rag.train.verifier import PLANTED, build_claims, by_question, to_groups
 
     claims = build_claims(QA, max_questions=50, hard=True)
     questions = by_question(claims)
@@ -106,7 +106,7 @@ def test_swaps_within_the_passage_and_groups_by_question() -> None:
 def test_contrast_loss_rewards_the_supported_pair_outscoring_its_group() -> None:
     import torch
 
-    from rag.train import Group, _contrast_loss
+    from rag.train.loop import Group, _contrast_loss
 
     group = Group(pairs=(("p", "a"), ("p", "b"), ("q", "a")), labels=(0, 2, 1))
     right = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 3.0], [0.0, 3.0, 0.0]])
@@ -119,7 +119,7 @@ def test_contrast_loss_rewards_the_supported_pair_outscoring_its_group() -> None
 
 
 def test_not_a_qa_folder(tmp_path: Path) -> None:
-    from rag.verify_train import build_claims
+    from rag.train.verifier import build_claims
 
     with pytest.raises(SourceError, match=r"answers\.jsonl"):
         build_claims(tmp_path)
@@ -128,9 +128,9 @@ def test_not_a_qa_folder(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.model
 def test_trained_verifier_by_name_and_hf_label_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.models import list_models, model_dir
-    from rag.train import TrainConfig, new_cross_encoder
-    from rag.verify_train import train_verifier
+    from rag.models.registry import list_models, model_dir
+    from rag.train.loop import TrainConfig, new_cross_encoder
+    from rag.train.verifier import train_verifier
 
     monkeypatch.setenv("PILOTFISH_MODELS", str(tmp_path / "home"))
     dest = model_dir("verifier", "default")

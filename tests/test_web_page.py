@@ -31,7 +31,7 @@ if CHROMIUM is None and os.environ.get("CI"):  # .ci/run installs it: a missing 
 if CHROMIUM is None:
     pytest.skip("no chromium on PATH (apt-get install chromium) for the browser test", allow_module_level=True)
 
-from rag.server import create_app  # noqa: E402  (after the skips: it needs fastapi)
+from rag.apps.server.app import create_app  # noqa: E402  (after the skips: it needs fastapi)
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 KEYS_Q = "How often must API keys be rotated?"

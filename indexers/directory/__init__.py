@@ -1,0 +1,1 @@
+"""The directory collection (the embedded default): DuckDB + FAISS + the BM25 payload in one folder."""

@@ -1,0 +1,1 @@
+"""Answering: the pipeline, its policy, the trace ledger, routing, prompts, the cascade."""

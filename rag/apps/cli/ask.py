@@ -1,0 +1,258 @@
+"""``rag ask`` (answer a question from a collection with citations and verified claims) and ``rag llm-serve``
+(an OpenAI-compatible endpoint in front of a local model)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rag.types import Answer
+
+MARK = {"supported": "ok", "unsupported": "UNSUPPORTED", "contradicted": "CONTRADICTED", "unchecked": "unchecked"}
+
+
+def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``RAG.from_collection`` from the options :func:`add_pipeline_args` declares."""
+    from rag.models.generate import make_generator
+
+    options: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+    if args.llm.startswith("openai:"):
+        options.update(base_url=args.base_url, timeout=args.timeout)
+    else:
+        options["threads"] = args.threads
+    tools = None
+    if args.tools == "builtin":
+        from rag.tools.builtin import BUILTIN_TOOLS
+
+        tools = BUILTIN_TOOLS
+    return {
+        "llm": make_generator(args.llm, **options),
+        "mode": args.mode,
+        "reranker": args.rerank,
+        "decomposer": args.decompose,
+        "verifier": None if args.verifier == "none" else args.verifier,
+        "policy": args.policy,
+        "k": args.k,
+        "candidates": max(args.k, args.candidates),
+        "max_new_tokens": args.max_new_tokens,
+        "tables": None if args.tables == "off" else args.tables,
+        "tools": tools,
+    }
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from rag.answer.pipeline import RAG
+
+    return RAG.from_collection(args.collection, **pipeline_options(args))
+
+
+def print_answer(answer: Answer, *, with_text: bool = True) -> None:
+    if with_text:
+        print(answer.text)
+    if answer.abstained:
+        print(f"\n[abstained: {answer.trace.get('abstain_reason', '')}]")
+    if answer.claims:
+        print("\nclaims:")
+        for c in answer.claims:
+            cites = ", ".join(c.citations) or "-"
+            print(f"  [{MARK[c.verdict]} {c.support:.2f}] {c.text}  (cites: {cites})")
+    if answer.hits:
+        print("\nsources:")
+        for i, h in enumerate(answer.hits, 1):
+            title = h.doc.meta.get("title") or h.doc.meta.get("source") or ""
+            print(f"  [{i}] {h.doc.id}" + (f"  ({title})" if title and title != h.doc.id else ""))
+            if h.doc.meta.get("sql"):
+                print(f"      SQL: {h.doc.meta['sql']}")
+    for stage in answer.trace.get("stages", []):  # what a table or tool route tried and could not use
+        for r in stage.get("routes", []):
+            for ev in r.get("events", []):
+                if ev.get("status") not in (None, "ok"):
+                    what = ev.get("sql") or ev.get("tool") or r["query"]
+                    print(f"note: {r['kind']} route {ev['status']}: {what} ({ev.get('error', '')})", file=sys.stderr)
+    for step in answer.trace.get("cascade", []):
+        print(f"cascade: {step['level']} confidence {step['confidence']:.2f} (cost {step['cost']:g})")
+    flagged = answer.trace.get("flagged_injection")
+    if flagged:
+        print(f"\nwarning: evidence that reads like instructions to the model was quoted, not obeyed: {flagged}")
+    print(f"\n{answer.trace.get('total_ms', 0) / 1000:.1f} s", file=sys.stderr)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.apps.cli.main import _filters
+
+    rag = _pipeline(args)
+    if args.cascade:
+        from rag.answer.cascade import Cascade, levels_from
+
+        levels = levels_from(rag, args.cascade, max_new_tokens=args.max_new_tokens, base_url=args.base_url,
+                             timeout=args.timeout, threads=args.threads)  # fmt: skip
+        rag = Cascade(levels, threshold=args.threshold, budget=args.budget)
+        if args.stream:
+            print("error: --stream does not combine with --cascade (a level may be discarded)", file=sys.stderr)
+            return 2
+    filters = _filters(args)
+    if args.stream and not args.json:
+        answer, streamed = None, []
+        for ev in rag.stream(args.question, filters):
+            if ev.type == "token":
+                streamed.append(ev.text)
+                print(ev.text, end="", flush=True)
+            elif ev.type == "answer":
+                answer = ev.answer
+        assert answer is not None
+        print()
+        if answer.text != "".join(streamed).strip():  # abstained, repaired, or a copied evidence list tidied
+            print(f"\nfinal answer ({'abstained' if answer.abstained else args.policy}): {answer.text}")
+        print_answer(answer, with_text=False)
+        return 0
+    if args.stream:  # --json --stream: one JSON object per event
+        for ev in rag.stream(args.question, filters):
+            if ev.type == "token":
+                print(json.dumps({"type": "token", "text": ev.text}), flush=True)
+            elif ev.type == "hits":
+                print(json.dumps({"type": "hits", "hits": [h.to_dict() for h in ev.hits]}), flush=True)
+            elif ev.answer is not None:
+                print(json.dumps({"type": "answer", "answer": ev.answer.to_dict()}, default=str), flush=True)
+        return 0
+    answer = rag.ask(args.question, filters)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, default=str))
+    else:
+        print_answer(answer)
+    return 0
+
+
+def cmd_eval_cascade(args: argparse.Namespace) -> int:
+    from rag.answer.cascade import evaluate_cascade, levels_from
+    from rag.answer.pipeline import RAG
+    from rag.apps.cli.main import eval_collection
+    from rag.datasets import load_answers, load_beir
+    from rag.models.verify import NLIVerifier
+
+    data = load_beir(args.dataset, args.split)
+    answers = load_answers(f"{args.dataset}/answers.jsonl")
+    questions = {q: t for q, t in data.queries.items() if q in answers}
+    questions = dict(list(questions.items())[: args.max_queries] if args.max_queries else questions.items())
+    kb, tmp = eval_collection(args, data.corpus)
+    try:
+        reranker = None
+        if args.rerank:
+            from rag.models.rerank import CrossEncoderReranker
+
+            reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=20)
+        verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.model_root)
+        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,
+                   max_new_tokens=args.max_new_tokens)  # fmt: skip
+        levels = levels_from(base, args.levels, max_new_tokens=args.max_new_tokens, base_url=args.base_url)
+        result = evaluate_cascade(levels, questions, answers, progress=not args.quiet)
+    finally:
+        kb.close()
+        if tmp is not None:
+            tmp.cleanup()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.dataset}: {result['questions']} questions; levels (cost): "
+          + ", ".join(f"{n} ({lv[2]:g})" for n, lv in zip(result["levels"], levels, strict=True)))  # fmt: skip
+    for n, r in result["alone"].items():
+        print(f"  {n} alone: F1 {r['f1']:.3f}")
+    head = "  ".join(f"{n[:12]:>12}" for n in result["levels"])
+    print(f"{'threshold':>9}  {head}  {'abstain':>7}  {'F1':>6}  {'F1 ans':>6}  {'cost/q':>6}")
+    for row in result["curve"]:
+        counts = "  ".join(f"{row['answered_by'][n]:>12}" for n in result["levels"])
+        print(
+            f"{row['threshold']:>9.2f}  {counts}  {row['abstained']:>7}  {row['f1']:>6.3f}  "
+            f"{row['f1_answered']:>6.3f}  {row['cost_per_question']:>6.2f}"
+        )
+    if args.target is not None:
+        ok = [r for r in result["curve"] if r["f1_answered"] >= args.target and r["abstained"] < result["questions"]]
+        best = min(ok, key=lambda r: (r["cost_per_question"], r["abstained"]), default=None)
+        print(
+            f"target F1 on answered questions >= {args.target}: "
+            + (f"threshold {best['threshold']:.2f} (cost {best['cost_per_question']:.2f} / question, "
+               f"{best['abstained']} abstained)" if best else "not reached at any threshold")
+        )  # fmt: skip
+    return 0
+
+
+def add_eval_cascade(evs: Any) -> None:
+    c = evs.add_parser("cascade", help="cost/quality curve of an escalation cascade on a QA folder")
+    c.add_argument("--dataset", required=True, help="QA folder: BEIR files plus answers.jsonl")
+    c.add_argument(
+        "--levels",
+        default="extractive,local",
+        help="cheapest first: extractive (cost 0), local or hf:ID (cost 1), openai:M (cost 10)",
+    )
+    c.add_argument("--base-url", help="OpenAI-compatible server for openai: levels")
+    c.add_argument("--collection", "--store", help="reuse (or create and keep) the collection here")
+    c.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
+    c.add_argument("--encoder", default="default")
+    c.add_argument("--chunk-size", type=int, default=0)
+    c.add_argument("--split", default="test")
+    c.add_argument("--rerank", metavar="MODEL")
+    c.add_argument("--verifier", default="lexical")
+    c.add_argument("--max-queries", type=int, default=30)
+    c.add_argument("--max-new-tokens", type=int, default=48)
+    c.add_argument("--target", type=float, help="print the cheapest threshold reaching this F1 on answered questions")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_eval_cascade)
+
+
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    from rag.apps.llm_server import LLMServer
+    from rag.models.generate import make_generator
+
+    server = LLMServer(make_generator(args.llm, max_new_tokens=args.max_new_tokens), host=args.host, port=args.port)
+    print(f"serving {server.model_name} at {server.url} (OpenAI chat completions); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.close()
+    return 0
+
+
+def add_pipeline_args(a: argparse.ArgumentParser) -> None:
+    """The options that shape the pipeline (``rag ask`` and ``rag serve``)."""
+    a.add_argument("--llm", default="local", help="local (SmolLM2-135M), hf:<id or path>, or openai:<model>")
+    a.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL); key: $OPENAI_API_KEY")
+    a.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (openai:)")
+    a.add_argument("--mode", choices=["bm25", "dense", "hybrid"], help="default hybrid (bm25 without a dense index)")
+    a.add_argument("--k", type=int, default=5, help="passages in the prompt")
+    a.add_argument("--candidates", type=int, default=20, help="passages retrieved and reranked")
+    a.add_argument("--rerank", metavar="MODEL", help="reranker (registry name, path or HF id)")
+    a.add_argument("--decompose", metavar="rules|MODEL", help="split the question: rules or a trained classifier")
+    a.add_argument("--verifier", default="lexical", help="lexical (default), a trained verifier, or none")
+    a.add_argument("--policy", default="flag", choices=["flag", "repair", "strict"])
+    a.add_argument(
+        "--tables",
+        default="rows",
+        choices=["rows", "sql", "off"],
+        help="table questions: best rows (default), sql (the LLM writes a validated query), or off",
+    )
+    a.add_argument("--tools", default="off", choices=["off", "builtin"], help="builtin: calculator and date tools")
+    a.add_argument("--max-new-tokens", type=int, default=256)
+    a.add_argument("--threads", type=int, default=None, help="torch threads for a local LLM")
+
+
+def add_parsers(sub: Any) -> None:
+    a = sub.add_parser("ask", help="answer a question from a collection, with citations and verified claims")
+    a.add_argument("question")
+    a.add_argument("--collection", "--store", required=True)
+    add_pipeline_args(a)
+    a.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE")
+    a.add_argument("--cascade", metavar="LEVELS", help="escalate: e.g. extractive,local,openai:MODEL (cheapest first)")
+    a.add_argument("--threshold", type=float, default=0.5, help="cascade: confidence needed to answer")
+    a.add_argument("--budget", type=float, default=float("inf"), help="cascade: most cost per question")
+    a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("llm-serve", help="serve a local LLM as an OpenAI-compatible chat-completions endpoint")
+    s.add_argument("--llm", default="local")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8001)
+    s.add_argument("--max-new-tokens", type=int, default=256)
+    s.set_defaults(func=cmd_llm_serve)

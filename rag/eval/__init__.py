@@ -1,0 +1,1 @@
+"""Evaluation metrics: retrieval (nDCG, recall, MRR, MAP) and QA (exact match, token F1)."""

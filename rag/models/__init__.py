@@ -1,0 +1,1 @@
+"""The small models' inference: registry, encoders, reranker, verifier, decomposers, LLM clients."""

@@ -1,0 +1,1 @@
+"""Query decomposers: rules, a learned question-type classifier, a prompted LLM."""

@@ -1,0 +1,1 @@
+"""Training the small models (reranker, verifier, decomposer); inference never imports this package."""

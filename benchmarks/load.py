@@ -213,7 +213,7 @@ def report(fig: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- serve (the server process) and demo
 def serve(args: argparse.Namespace) -> None:
     """``rag serve``'s app, pipeline and uvicorn settings over ``args.serve``, with :class:`QuoteLLM`."""
-    from rag.apps.cli.ask import add_pipeline_args, pipeline_options
+    from rag.apps.cli.common import add_pipeline_args, pipeline_options
     from rag.apps.server.app import create_app
     from rag.apps.server.http import run, server_config
 

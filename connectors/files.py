@@ -23,20 +23,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rag.connectors.common import Skipped, decode_text
 from rag.errors import SourceError
 from rag.types import Doc
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 SUFFIXES = TEXT_SUFFIXES | {".html", ".htm", ".pdf", ".jsonl"}
 MAX_BYTES = 512 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file (or a line of one) that was not indexed, and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass
@@ -125,16 +118,6 @@ def read_file(path: str | Path, root: str | Path | None = None) -> tuple[list[Do
             raise SourceError(rel, "no visible text in the HTML")
         return [Doc(text=body, id=rel, meta={"source": rel, "title": title or p.stem})], []
     return _read_jsonl(text, rel)
-
-
-def decode_text(data: bytes, rel: str) -> str:
-    """``data`` as UTF-8 text (a BOM dropped); :class:`SourceError` naming ``rel`` for binary or non-UTF-8 data."""
-    if b"\x00" in data[:8192]:
-        raise SourceError(rel, "binary content (NUL bytes), not a text file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SourceError(rel, f"not valid UTF-8 (byte {e.start}); convert it to UTF-8") from e
 
 
 def _md_title(text: str) -> str | None:

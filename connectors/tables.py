@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.connectors.files import decode_text
+from rag.connectors.common import decode_text
 from rag.errors import SourceError
 
 MAX_UNZIPPED = 512 * 1024 * 1024  # an Excel workbook's unpacked size
@@ -259,7 +259,7 @@ def _excel(p: Path, rel: str) -> list[RawTable]:
 def _parquet(p: Path, rel: str) -> RawTable:
     import duckdb
 
-    scan = f"SELECT * FROM read_parquet({_lit(p)})"
+    scan = f"SELECT * FROM read_parquet({quote_literal(p)})"
     try:
         cols = [d[0] for d in duckdb.connect().execute(f"{scan} LIMIT 0").description]
     except duckdb.Error as e:
@@ -280,13 +280,14 @@ def _duckdb(p: Path, rel: str) -> list[RawTable]:
         ).fetchall()
         out = []
         for schema, table in names:
-            cols = [d[0] for d in con.execute(f"SELECT * FROM {_q(schema)}.{_q(table)} LIMIT 0").description]
+            relation = f"{quote_ident(schema)}.{quote_ident(table)}"
+            cols = [d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description]
             out.append(
                 RawTable(
                     source=rel,
                     name=f"{rel}:{table}",
                     columns=cols,
-                    scan=f"SELECT * FROM src.{_q(schema)}.{_q(table)}",
+                    scan=f"SELECT * FROM src.{quote_ident(schema)}.{quote_ident(table)}",
                     attach=str(p),
                     file=str(p),
                     source_table=f"{schema}.{table}",
@@ -310,7 +311,7 @@ def _sqlite(p: Path, rel: str) -> list[RawTable]:
         for table in names:
             if table.startswith("sqlite_"):
                 continue
-            cur = con.execute(f"SELECT * FROM {_q(table)}")
+            cur = con.execute(f"SELECT * FROM {quote_ident(table)}")
             cols = [d[0] for d in cur.description]
             rows = [list(r) for r in cur]
             out.append(RawTable(source=rel, name=f"{rel}:{table}", columns=cols, rows=rows, source_table=table))
@@ -323,12 +324,12 @@ def _sqlite(p: Path, rel: str) -> list[RawTable]:
     return out
 
 
-def _q(ident: str) -> str:
+def quote_ident(ident: str) -> str:
     """A quoted SQL identifier."""
     return '"' + ident.replace('"', '""') + '"'
 
 
-def _lit(value: str | Path) -> str:
+def quote_literal(value: str | Path) -> str:
     """A quoted SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
 

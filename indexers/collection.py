@@ -24,19 +24,22 @@ import abc
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from rag.errors import ConfigError
 from rag.indexers import writes
+from rag.indexers.chunking import Chunker
 from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder, Retriever
+from rag.retrievers.bm25 import BM25Retriever
+from rag.retrievers.dense import DenseRetriever
+from rag.retrievers.hybrid import Hybrid
 from rag.types import Doc, Hit
 
 if TYPE_CHECKING:
-    from rag.indexers.chunking import Chunker
-    from rag.retrievers.bm25_index import BM25Index
+    from rag.retrievers.bm25_index import BM25Index  # numba: loaded with the first collection
 
 MODES = ("bm25", "dense", "hybrid")
 
@@ -50,20 +53,12 @@ def is_store_url(where: str | Path) -> bool:
 
 def collection_exists(where: str | Path) -> bool:
     """Whether a collection exists at ``where`` (a directory with a manifest, or a schema in the database)."""
-    if is_store_url(where):
-        from rag.indexers.pg.collection import PgCollection
-
-        return PgCollection.exists(str(where))
-    return (Path(where) / "manifest.json").exists()
+    return Collection.kind_for(where).exists(where)
 
 
 def collection_name(where: str | Path) -> str:
     """A collection's short name: its directory's name, or the URL's ``collection`` parameter."""
-    if is_store_url(where):
-        from rag.indexers.pg.schema import parse_url
-
-        return parse_url(str(where))[1]
-    return Path(where).resolve().name
+    return Collection.kind_for(where).short_name(where)
 
 
 def make_encoder(encoder: str | Encoder | None) -> Encoder | None:
@@ -120,6 +115,25 @@ class Collection(abc.ABC):
     chunker: Chunker
     model_root: Path | None = None
     supports_tables = True
+    _kinds: ClassVar[dict[str, type[Collection]]] = {}
+    """The kinds of collection, by where they live: ``""`` for a directory, else a URL scheme."""
+
+    def __init_subclass__(cls, schemes: tuple[str, ...] = (), **kwargs: Any) -> None:
+        """A concrete kind registers the places it lives: ``class PgCollection(Collection, schemes=("postgresql",
+        "postgres"))``; the directory kind registers ``""``. :mod:`rag.indexers` imports both built-in kinds."""
+        super().__init_subclass__(**kwargs)
+        for scheme in schemes:
+            Collection._kinds[scheme] = cls
+
+    @staticmethod
+    def kind_for(where: str | Path) -> type[Collection]:
+        """The kind of collection that lives at ``where``: a ``postgresql://`` URL or a directory."""
+        scheme = str(where).split("://", 1)[0].lower() if is_store_url(where) else ""
+        kind = Collection._kinds.get(scheme)
+        if kind is None:
+            known = ", ".join(f"{k}://" if k else "a directory" for k in Collection._kinds)
+            raise ConfigError(f"no kind of collection lives at {str(where)!r}; use {known}")
+        return kind
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -128,13 +142,7 @@ class Collection(abc.ABC):
         (``postgresql://user@host/db?collection=NAME``). Options: see :meth:`DirectoryCollection.create
         <rag.indexers.directory.collection.DirectoryCollection.create>` (the same for both).
         """
-        if is_store_url(where):
-            from rag.indexers.pg.collection import PgCollection
-
-            return PgCollection.create(str(where), **options)
-        from rag.indexers.directory.collection import DirectoryCollection
-
-        return DirectoryCollection.create(where, **options)
+        return Collection._dispatch(cls, where).create(where, **options)
 
     @classmethod
     def open(cls, where: str | Path, *, encoder: str | Encoder | None = None, read_only: bool = False) -> Collection:
@@ -146,25 +154,30 @@ class Collection(abc.ABC):
             read_only: searching only; several read-only processes can share a directory collection, and a
                 read-only PostgreSQL collection can be opened on a read replica.
         """
-        if is_store_url(where):
-            from rag.indexers.pg.collection import PgCollection
+        return Collection._dispatch(cls, where).open(where, encoder=encoder, read_only=read_only)
 
-            return PgCollection.open(str(where), encoder=encoder, read_only=read_only)
-        from rag.indexers.directory.collection import DirectoryCollection
+    @classmethod
+    def destroy(cls, where: str | Path) -> None:
+        """Delete a collection: its directory (checked to be one first) or its PostgreSQL schema."""
+        Collection._dispatch(cls, where).destroy(where)
 
-        return DirectoryCollection.open(where, encoder=encoder, read_only=read_only)
+    @classmethod
+    def exists(cls, where: str | Path) -> bool:
+        """Whether a collection exists at ``where``."""
+        return Collection._dispatch(cls, where).exists(where)
+
+    @classmethod
+    def short_name(cls, where: str | Path) -> str:
+        """A collection's short name from where it lives (see :func:`collection_name`)."""
+        return Collection._dispatch(cls, where).short_name(where)
 
     @staticmethod
-    def destroy(where: str | Path) -> None:
-        """Delete a collection: its directory (checked to be one first) or its PostgreSQL schema."""
-        if is_store_url(where):
-            from rag.indexers.pg.collection import PgCollection
-
-            PgCollection.destroy(str(where))
-            return
-        from rag.indexers.directory.collection import DirectoryCollection
-
-        DirectoryCollection.destroy(where)
+    def _dispatch(cls: type[Collection], where: str | Path) -> type[Collection]:
+        """The kind a factory call on ``cls`` goes to; a kind that does not implement the call itself fails."""
+        kind = Collection.kind_for(where)
+        if cls is not Collection:
+            raise NotImplementedError(f"{cls.__name__} does not implement this; see Collection")
+        return kind
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -259,10 +272,6 @@ class Collection(abc.ABC):
         ``k`` and ``filters`` are defaults for each call; ``options`` go to the retriever class
         (for hybrid: ``method``, ``weights``, ``rrf_k``, ``candidates``).
         """
-        from rag.retrievers.bm25 import BM25Retriever
-        from rag.retrievers.dense import DenseRetriever
-        from rag.retrievers.hybrid import Hybrid
-
         if mode not in MODES:
             raise ConfigError(f"unknown retrieval mode {mode!r}; use one of {MODES}")
         if mode == "bm25":

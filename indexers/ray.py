@@ -33,7 +33,7 @@ from rag.indexers.writes import IndexResult
 from rag.types import Doc, content_id
 
 if TYPE_CHECKING:
-    from rag.connectors.files import Skipped
+    from rag.connectors.common import Skipped
     from rag.indexers.collection import Collection
 
 
@@ -145,7 +145,8 @@ def index_with_ray(
     each). ``batch_size``: documents per actor call. ``write_batch``: documents per committed write.
     ``runtime_env``: Ray's runtime environment for the actors (``env_vars``, ``pip``, ...). Returns the summed
     :class:`IndexResult` and what was skipped (unreadable files and lines)."""
-    from rag.connectors.files import Skipped, iter_files
+    from rag.connectors.common import Skipped
+    from rag.connectors.files import iter_files
     from rag.indexers.writes import check_writable
 
     check_writable(kb)  # before any work on the cluster

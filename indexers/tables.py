@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.connectors.files import Skipped
-from rag.connectors.tables import RawTable, _lit, _q, column_ids, iter_cells, read_tables
-from rag.errors import SourceError
+from rag.connectors.common import Skipped
+from rag.connectors.tables import RawTable, column_ids, iter_cells, quote_ident, quote_literal, read_tables
+from rag.errors import ConfigError, SourceError
+from rag.retrievers.sql_guard import TABLE_SCHEMA
 from rag.types import Doc
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from rag.indexers.directory.collection import DirectoryCollection
     from rag.indexers.writes import IndexResult
 
-SCHEMA = "tbl"
+SCHEMA = TABLE_SCHEMA
 CARD_SCAN_ROWS = 10_000
 CARD_VALUES = 30
 CARD_WORDS = 1500
@@ -73,7 +74,7 @@ def _digest(raw: RawTable, title: str) -> str:
 def _load(con: Any, raw: RawTable, physical: str) -> None:
     """Create ``tbl.<physical>`` from ``raw`` (types sniffed by DuckDB from the whole table)."""
     ids = column_ids(raw.columns)
-    target = f"{SCHEMA}.{_q(physical)}"
+    target = f"{SCHEMA}.{quote_ident(physical)}"
     if raw.rows is not None:
         fd, tmp = tempfile.mkstemp(suffix=".csv", prefix="pilotfish-table-")
         try:
@@ -81,17 +82,20 @@ def _load(con: Any, raw: RawTable, physical: str) -> None:
                 w = csv.writer(f)
                 w.writerow(ids)
                 w.writerows(iter_cells(raw.rows))
+            columns = ", ".join(
+                f"{quote_literal(c)}: {quote_literal(_sniff_type(raw.rows, i))}" for i, c in enumerate(ids)
+            )
             con.execute(
-                f"CREATE TABLE {target} AS SELECT * FROM read_csv({_lit(tmp)}, header=true, delim=',', "
+                f"CREATE TABLE {target} AS SELECT * FROM read_csv({quote_literal(tmp)}, header=true, delim=',', "
                 "quote='\"', escape='\"', sample_size=-1, null_padding=false, strict_mode=true, "
-                f"columns={{{', '.join(f'{_lit(c)}: {_lit(_sniff_type(raw.rows, i))}' for i, c in enumerate(ids))}}})"
+                f"columns={{{columns}}})"
             )
         finally:
             os.unlink(tmp)
         return
-    select = ", ".join(f"{_q(c)} AS {_q(i)}" for c, i in zip(raw.columns, ids, strict=True))
+    select = ", ".join(f"{quote_ident(c)} AS {quote_ident(i)}" for c, i in zip(raw.columns, ids, strict=True))
     if raw.attach:
-        con.execute(f"ATTACH {_lit(raw.attach)} AS src (READ_ONLY)")
+        con.execute(f"ATTACH {quote_literal(raw.attach)} AS src (READ_ONLY)")
     try:
         con.execute(f"CREATE TABLE {target} AS SELECT {select} FROM ({raw.scan})")
     finally:
@@ -130,7 +134,7 @@ DESCRIBE_PROMPT = "In one sentence, say what this table is about and what it can
 
 
 def _card(con: Any, raw: RawTable, physical: str, title: str, describe: Any = None) -> Doc:
-    target = f"{SCHEMA}.{_q(physical)}"
+    target = f"{SCHEMA}.{quote_ident(physical)}"
     desc = con.execute(f"DESCRIBE {target}").fetchall()
     row = con.execute(f"SELECT count(*) FROM {target}").fetchone()
     n_rows = int(row[0]) if row else 0
@@ -205,8 +209,6 @@ def add_tables(
     types, value ranges, frequent values); ``describe``, a generator (the LLM), adds a one-sentence description
     it writes from that card. Re-adding an unchanged table changes nothing (with a greedy ``describe``).
     """
-    from rag.errors import ConfigError
-
     if collection.read_only:
         raise ConfigError(f"collection {collection.location} is open read-only; open it for writing to add tables")
     sources = list(sources)
@@ -224,7 +226,7 @@ def add_tables(
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     keep = {m["table"] for m in table_cards(collection).values()}
     for stale in _existing(con) - keep:  # left by a crashed or superseded ingest
-        con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{_q(stale)}")
+        con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{quote_ident(stale)}")
     existing = _existing(con)
     for src in sources:
         try:
@@ -244,7 +246,7 @@ def add_tables(
                 report.cards.append(_card(con, raw, physical, title, describe))
             except Exception as e:  # a duckdb or LLM error: report it, keep going
                 if created:  # only what this call made; a table a visible card names stays
-                    con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{_q(physical)}")
+                    con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{quote_ident(physical)}")
                     existing.discard(physical)
                 report.skipped.append(Skipped(raw.name, f"cannot load the table: {e}"))
     if report.cards:

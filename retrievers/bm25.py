@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rag.checks import check_k, check_query
-from rag.retrievers.base import merge_filters
+from rag.retrievers.base import Searchable, merge_filters
 from rag.types import Hit
-
-if TYPE_CHECKING:
-    from rag.indexers.collection import Collection
 
 
 class BM25Retriever:
@@ -22,7 +19,7 @@ class BM25Retriever:
 
     name = "bm25"
 
-    def __init__(self, collection: Collection, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, collection: Searchable, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
         self.collection = collection
         self.k = check_k(k)
         self.filters = filters

@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rag.checks import check_k, check_query
 from rag.errors import ConfigError
-from rag.retrievers.base import merge_filters
+from rag.retrievers.base import Searchable, merge_filters
 from rag.types import Hit
-
-if TYPE_CHECKING:
-    from rag.indexers.collection import Collection
 
 
 class DenseRetriever:
@@ -24,7 +21,7 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, collection: Collection, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, collection: Searchable, k: int = 10, filters: Mapping[str, Any] | None = None) -> None:
         if not collection.has_dense or collection.encoder is None:
             raise ConfigError(
                 f"collection {collection.location} has no dense index (created with encoder=None); use mode='bm25'"

@@ -38,6 +38,7 @@ from typing import Any
 
 from rag.errors import UnsafeQueryError
 
+TABLE_SCHEMA = "tbl"  # the schema a collection's tables live in (see rag.indexers.tables)
 MAX_SQL_CHARS = 4000
 MAX_GENERATED = 10_000  # the most characters or list elements one repeat/lpad/range/printf/... call may build
 _NODES = {
@@ -236,7 +237,7 @@ def _split_name(qualified: str) -> list[str]:
     return [p[1:-1].replace('""', '"') if p.startswith('"') else p for p in parts]
 
 
-def validate_sql(sql: str, allowed: Iterable[str], schema: str = "tbl") -> str:
+def validate_sql(sql: str, allowed: Iterable[str], schema: str = TABLE_SCHEMA) -> str:
     """``sql`` stripped of a trailing semicolon when it is one safe SELECT over ``allowed`` tables.
 
     Tables may be named bare or qualified with ``schema``. Raises :class:`UnsafeQueryError` otherwise.
@@ -302,7 +303,7 @@ class SQLResult:
     elapsed_ms: float
 
 
-def run_sql(con: Any, sql: str, *, limit: int = 50, timeout: float = 5.0, schema: str = "tbl") -> SQLResult:
+def run_sql(con: Any, sql: str, *, limit: int = 50, timeout: float = 5.0, schema: str = TABLE_SCHEMA) -> SQLResult:
     """Execute a query already passed by :func:`validate_sql`: at most ``limit`` rows, interrupted after
     ``timeout`` seconds (raises :class:`UnsafeQueryError` then). ``con`` is a DuckDB connection; the query runs
     on a cursor of its own with ``schema`` first on the search path."""

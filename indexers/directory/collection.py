@@ -29,6 +29,7 @@ from rag.indexers import writes
 from rag.indexers.chunking import Chunker
 from rag.indexers.collection import Collection, collection_encoder, encoder_dim, encoder_name, make_encoder
 from rag.indexers.dense import DenseIndex, DenseParams
+from rag.indexers.directory import write
 from rag.indexers.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -45,7 +46,7 @@ from rag.types import Doc, Hit
 from rag.version import __version__
 
 
-class DirectoryCollection(Collection):
+class DirectoryCollection(Collection, schemes=("",)):
     """Documents plus their BM25 and dense indexes, persisted in one directory.
 
     Use :meth:`create` and :meth:`open` (or :meth:`Collection.open` with a directory); see the module docstring.
@@ -120,9 +121,9 @@ class DirectoryCollection(Collection):
         self._bm25 = bm
         if enc is not None:
             self._dense = DenseIndex(manifest["encoder"]["dim"], dense_p)
-        with writes.locked(self):
+        with write.locked(self):
             self._store_()
-            writes.commit(self, 0)
+            write.commit(self, 0)
         return self
 
     @classmethod
@@ -226,25 +227,25 @@ class DirectoryCollection(Collection):
     def add(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Add documents. A document whose id is already stored is replaced when its text or
         metadata changed and left alone when not, so re-indexing the same files updates in place."""
-        return writes.write(self, writes.as_docs(docs), must_exist=False, progress=progress)
+        return write.write(self, writes.as_docs(docs), must_exist=False, progress=progress)
 
     def add_chunked(self, items: Sequence[tuple[Doc, list[Doc], np.ndarray | None]]) -> IndexResult:
         prepared = {d.id: (chunks, vecs) for d, chunks, vecs in items}
-        return writes.write(
+        return write.write(
             self, writes.as_docs([d for d, _, _ in items]), must_exist=False, progress=False, prepared=prepared
         )
 
     def update(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:
         """Replace stored documents; every id must exist (else :class:`DocumentNotFoundError`)."""
-        return writes.write(self, writes.as_docs(docs), must_exist=True, progress=progress)
+        return write.write(self, writes.as_docs(docs), must_exist=True, progress=progress)
 
     def delete(self, ids: Iterable[str]) -> IndexResult:
         """Delete documents (and their chunks) by id; ids not stored are ignored."""
-        return writes.write(self, [], must_exist=False, progress=False, delete=list(ids))
+        return write.write(self, [], must_exist=False, progress=False, delete=list(ids))
 
     def rebuild(self, *, progress: bool = False) -> IndexResult:
         """Rebuild the BM25 and dense indexes from the document store (repairs damaged payloads)."""
-        return writes.rebuild(self, progress=progress)
+        return write.rebuild(self, progress=progress)
 
     def check(self) -> list[str]:
         """Check the whole collection now (see :meth:`Collection.check`): the manifest and each index payload
@@ -290,6 +291,16 @@ class DirectoryCollection(Collection):
                 except IndexFormatError as e:
                     problems.append(str(e))
         return problems
+
+    @staticmethod
+    def exists(path: str | Path) -> bool:  # type: ignore[override]
+        """Whether ``path`` holds a collection (a manifest)."""
+        return (Path(path) / MANIFEST).exists()
+
+    @staticmethod
+    def short_name(path: str | Path) -> str:  # type: ignore[override]
+        """The directory's name."""
+        return Path(path).resolve().name
 
     @staticmethod
     def destroy(path: str | Path) -> None:  # type: ignore[override]

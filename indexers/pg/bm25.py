@@ -13,16 +13,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from rag.indexers.store import index_text
+from rag.indexers.writes import ReadWriteLock
 from rag.retrievers.bm25_index import BM25Index, BM25Params
 from rag.text.tokenizer import Tokenizer
-
-if TYPE_CHECKING:
-    from rag.indexers.pg.collection import PgCollection
 
 LOG_KEEP = 1000  # generations of change log kept; older ones are pruned by the writer
 
@@ -90,7 +88,21 @@ class StoreBM25:
         return True
 
 
-def catch_up(kb: PgCollection) -> BM25Index:
+class Synced(Protocol):
+    """What :func:`catch_up` and :func:`snapshot` need of a :class:`~rag.indexers.pg.collection.PgCollection`:
+    its connections, its generation in the store, its lock, this thread's state and its :class:`StoreBM25`."""
+
+    location: str
+    rw: ReadWriteLock
+    _local: threading.local
+    _bm25: StoreBM25
+
+    def con(self) -> Any: ...
+
+    def db_generation(self) -> int: ...
+
+
+def catch_up(kb: Synced) -> BM25Index:
     """Bring this process's BM25 up to the store's generation. Applying the log changes the index in place, so it
     happens under the collection's write lock: no search of this process is reading the index meanwhile."""
     bm = kb._bm25
@@ -102,7 +114,7 @@ def catch_up(kb: PgCollection) -> BM25Index:
 
 
 @contextlib.contextmanager
-def snapshot(kb: PgCollection) -> Iterator[None]:
+def snapshot(kb: Synced) -> Iterator[None]:
     """One consistent view for a group of reads (a search, or a hybrid search's runs): this thread's queries run in
     one REPEATABLE READ transaction, and BM25 is at exactly that transaction's generation, so every result comes
     from one committed state even while other processes write. When BM25 is not at the snapshot's generation (another

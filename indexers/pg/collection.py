@@ -56,7 +56,7 @@ from rag.types import Doc, Hit
 from rag.version import __version__
 
 
-class PgCollection(Collection):
+class PgCollection(Collection, schemes=("postgresql", "postgres")):
     """A collection stored in PostgreSQL (see the module docstring). Open or create it with
     :meth:`Collection.open` / :meth:`Collection.create` and a ``postgresql://`` URL."""
 
@@ -158,7 +158,12 @@ class PgCollection(Collection):
         return kb
 
     @staticmethod
-    def exists(url: str) -> bool:
+    def short_name(url: str) -> str:  # type: ignore[override]
+        """The URL's ``collection`` parameter."""
+        return pg_schema.parse_url(str(url))[1]
+
+    @staticmethod
+    def exists(url: str) -> bool:  # type: ignore[override]
         """Whether the URL's collection exists in the database."""
         dsn, name = pg_schema.parse_url(url)
         con = pg_schema.connect(dsn)

@@ -10,7 +10,7 @@ logs every removed and added chunk ordinal under the new generation.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,8 +21,12 @@ from rag.indexers.pg import bm25 as pg_bm25
 from rag.indexers.writes import IndexResult
 from rag.types import Doc, content_id
 
-if TYPE_CHECKING:
-    from rag.indexers.pg.collection import PgCollection
+
+class Writable(writes.Target, pg_bm25.Synced, Protocol):
+    """What the write path needs of a :class:`~rag.indexers.pg.collection.PgCollection`: its schema ``name`` and
+    what the shared write helpers and the BM25 catch-up need."""
+
+    name: str
 
 
 def stored_hashes(con: Any, schema: str, ids: list[str]) -> dict[str, str]:
@@ -32,7 +36,7 @@ def stored_hashes(con: Any, schema: str, ids: list[str]) -> dict[str, str]:
 
 
 def write(
-    kb: PgCollection,
+    kb: Writable,
     docs: list[Doc],
     *,
     must_exist: bool,

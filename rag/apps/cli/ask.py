@@ -8,44 +8,10 @@ import json
 import sys
 from typing import Any
 
+from rag.apps.cli.common import add_pipeline_args, build_pipeline, eval_collection, filters_from
 from rag.types import Answer
 
 MARK = {"supported": "ok", "unsupported": "UNSUPPORTED", "contradicted": "CONTRADICTED", "unchecked": "unchecked"}
-
-
-def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of ``RAG.from_collection`` from the options :func:`add_pipeline_args` declares."""
-    from rag.models.generate import make_generator
-
-    options: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
-    if args.llm.startswith("openai:"):
-        options.update(base_url=args.base_url, timeout=args.timeout)
-    else:
-        options["threads"] = args.threads
-    tools = None
-    if args.tools == "builtin":
-        from rag.tools.builtin import BUILTIN_TOOLS
-
-        tools = BUILTIN_TOOLS
-    return {
-        "llm": make_generator(args.llm, **options),
-        "mode": args.mode,
-        "reranker": args.rerank,
-        "decomposer": args.decompose,
-        "verifier": None if args.verifier == "none" else args.verifier,
-        "policy": args.policy,
-        "k": args.k,
-        "candidates": max(args.k, args.candidates),
-        "max_new_tokens": args.max_new_tokens,
-        "tables": None if args.tables == "off" else args.tables,
-        "tools": tools,
-    }
-
-
-def _pipeline(args: argparse.Namespace) -> Any:
-    from rag.answer.pipeline import RAG
-
-    return RAG.from_collection(args.collection, **pipeline_options(args))
 
 
 def print_answer(answer: Answer, *, with_text: bool = True) -> None:
@@ -80,9 +46,7 @@ def print_answer(answer: Answer, *, with_text: bool = True) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from rag.apps.cli.main import _filters
-
-    rag = _pipeline(args)
+    rag = build_pipeline(args)
     if args.cascade:
         from rag.answer.cascade import Cascade, levels_from
 
@@ -92,7 +56,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if args.stream:
             print("error: --stream does not combine with --cascade (a level may be discarded)", file=sys.stderr)
             return 2
-    filters = _filters(args)
+    filters = filters_from(args)
     if args.stream and not args.json:
         answer, streamed = None, []
         for ev in rag.stream(args.question, filters):
@@ -127,7 +91,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_eval_cascade(args: argparse.Namespace) -> int:
     from rag.answer.cascade import evaluate_cascade, levels_from
     from rag.answer.pipeline import RAG
-    from rag.apps.cli.main import eval_collection
     from rag.datasets import load_answers, load_beir
     from rag.models.verify import NLIVerifier
 
@@ -212,29 +175,6 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.close()
     return 0
-
-
-def add_pipeline_args(a: argparse.ArgumentParser) -> None:
-    """The options that shape the pipeline (``rag ask`` and ``rag serve``)."""
-    a.add_argument("--llm", default="local", help="local (SmolLM2-135M), hf:<id or path>, or openai:<model>")
-    a.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL); key: $OPENAI_API_KEY")
-    a.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (openai:)")
-    a.add_argument("--mode", choices=["bm25", "dense", "hybrid"], help="default hybrid (bm25 without a dense index)")
-    a.add_argument("--k", type=int, default=5, help="passages in the prompt")
-    a.add_argument("--candidates", type=int, default=20, help="passages retrieved and reranked")
-    a.add_argument("--rerank", metavar="MODEL", help="reranker (registry name, path or HF id)")
-    a.add_argument("--decompose", metavar="rules|MODEL", help="split the question: rules or a trained classifier")
-    a.add_argument("--verifier", default="lexical", help="lexical (default), a trained verifier, or none")
-    a.add_argument("--policy", default="flag", choices=["flag", "repair", "strict"])
-    a.add_argument(
-        "--tables",
-        default="rows",
-        choices=["rows", "sql", "off"],
-        help="table questions: best rows (default), sql (the LLM writes a validated query), or off",
-    )
-    a.add_argument("--tools", default="off", choices=["off", "builtin"], help="builtin: calculator and date tools")
-    a.add_argument("--max-new-tokens", type=int, default=256)
-    a.add_argument("--threads", type=int, default=None, help="torch threads for a local LLM")
 
 
 def add_parsers(sub: Any) -> None:

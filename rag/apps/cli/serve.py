@@ -8,6 +8,8 @@ import os
 import re
 from typing import Any
 
+from rag.apps.cli.common import add_pipeline_args, pipeline_options
+
 
 def _collections(values: list[str]) -> dict[str, str]:
     """``{name: DIR or URL}`` from ``--collection DIR`` (named by its folder), ``--store URL`` (named by its
@@ -27,7 +29,6 @@ def _collections(values: list[str]) -> dict[str, str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rag.apps.cli.ask import pipeline_options
     from rag.apps.server.app import create_app
     from rag.apps.server.http import run, server_config
 
@@ -52,8 +53,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    from rag.apps.cli.ask import add_pipeline_args
-
     s = sub.add_parser("serve", help="serve collections over HTTP: search, ask, documents, chat page, OpenAI API")
     s.add_argument(
         "--collection",

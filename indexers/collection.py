@@ -115,14 +115,15 @@ class Collection(abc.ABC):
     chunker: Chunker
     model_root: Path | None = None
     supports_tables = True
+    schemes: ClassVar[tuple[str, ...]] = ()
+    """Where a kind of collection lives: URL schemes (``postgresql``), or ``""`` for a directory."""
     _kinds: ClassVar[dict[str, type[Collection]]] = {}
-    """The kinds of collection, by where they live: ``""`` for a directory, else a URL scheme."""
 
-    def __init_subclass__(cls, schemes: tuple[str, ...] = (), **kwargs: Any) -> None:
-        """A concrete kind registers the places it lives: ``class PgCollection(Collection, schemes=("postgresql",
-        "postgres"))``; the directory kind registers ``""``. :mod:`rag.indexers` imports both built-in kinds."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A kind of collection registers the places it names in its own ``schemes``, so that :meth:`open` and
+        :meth:`create` find it; :mod:`rag.indexers` imports the two built-in kinds."""
         super().__init_subclass__(**kwargs)
-        for scheme in schemes:
+        for scheme in cls.__dict__.get("schemes", ()):
             Collection._kinds[scheme] = cls
 
     @staticmethod

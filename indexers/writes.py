@@ -22,7 +22,6 @@ Prepared = Mapping[str, tuple[list[Doc], "np.ndarray | None"]]
 """Chunks and embeddings computed elsewhere, by document id (see :func:`chunk_and_embed`)."""
 
 
-
 class Target(Protocol):
     """What the shared write helpers need of a collection (every :class:`~rag.indexers.collection.Collection`
     has it)."""
@@ -152,5 +151,3 @@ def chunk_and_embed(
     if any(len(v) != len(parts[d.id]) for v, d in zip(vecs, docs, strict=True)):
         raise ConfigError("prepared chunks and embeddings differ in number; give one embedding per chunk")
     return parts, np.vstack(vecs)
-
-

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rag.answer.prompts import ABSTAIN, SYSTEM, approx_tokens, build_prompt, looks_like_injection, tidy_answer
+from rag.answer.prompts import ABSTAIN, SYSTEM, approx_tokens, build_prompt, looks_like_injection
+from rag.answer.reply import tidy_answer
 from rag.types import Doc, Hit
 
 

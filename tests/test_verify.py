@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ConfigError, SourceError
-from rag.models.verify import FEATURES, NLIVerifier, lexical_signal, split_claims, split_sentences
+from rag.models.verify import FEATURES, NLIVerifier, lexical_signal, split_claims
+from rag.text.sentences import split_sentences
 from rag.types import Doc, Hit
 from tests.conftest import DATA
 from tests.test_cli import rag

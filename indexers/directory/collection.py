@@ -46,11 +46,13 @@ from rag.types import Doc, Hit
 from rag.version import __version__
 
 
-class DirectoryCollection(Collection, schemes=("",)):
+class DirectoryCollection(Collection):
     """Documents plus their BM25 and dense indexes, persisted in one directory.
 
     Use :meth:`create` and :meth:`open` (or :meth:`Collection.open` with a directory); see the module docstring.
     """
+
+    schemes = ("",)
 
     def __init__(self, path: Path, manifest: dict[str, Any], encoder: Encoder | None, read_only: bool) -> None:
         self.path = path

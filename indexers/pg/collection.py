@@ -56,10 +56,11 @@ from rag.types import Doc, Hit
 from rag.version import __version__
 
 
-class PgCollection(Collection, schemes=("postgresql", "postgres")):
+class PgCollection(Collection):
     """A collection stored in PostgreSQL (see the module docstring). Open or create it with
     :meth:`Collection.open` / :meth:`Collection.create` and a ``postgresql://`` URL."""
 
+    schemes = ("postgresql", "postgres")
     supports_tables = False
 
     def __init__(self, url: str, settings: dict[str, Any], encoder: Encoder | None, read_only: bool) -> None:

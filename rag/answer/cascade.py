@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.answer.policy import abstain, closest_sentence, evidence_overlap
+from rag.answer.policy import abstain, closest_sentence
+from rag.answer.stages import evidence_overlap
 from rag.eval.qa import token_f1
 from rag.types import Answer
 

@@ -10,34 +10,28 @@
   abstain.
 - ``strict``: abstain unless every claim's support reaches the threshold.
 
-Abstaining returns an :class:`~rag.types.Answer` with ``abstained=True``, a text that says why and shows the
-best evidence found, and the reason in ``trace["abstain_reason"]``.
+The policy sees the pipeline only through :class:`~rag.answer.stages.Stages` (retrieve, pack, generate, verify,
+and the ledger they write to). Abstaining returns an :class:`~rag.types.Answer` with ``abstained=True``, a text
+that says why and shows the best evidence found, and the reason in ``trace["abstain_reason"]``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from rag.answer.prompts import ABSTAIN, passage_label, tidy_answer
+from rag.answer.prompts import ABSTAIN, passage_label
+from rag.answer.reply import says_abstain, tidy_answer
+from rag.answer.stages import Stages
+from rag.text.sentences import split_sentences
+from rag.text.terms import terms
 from rag.types import Answer, Claim, Hit
 
-if TYPE_CHECKING:
-    from rag.answer.pipeline import RAG
-
 VerifyPolicy = Literal["flag", "repair", "strict"]
+POLICIES: tuple[VerifyPolicy, ...] = ("flag", "repair", "strict")
 MAX_REPAIRS = 2
-
-
-def evidence_overlap(question: str, hit: Hit) -> float:
-    """Share of the question's content terms that occur in the passage (title included)."""
-    from rag.models.verify import _terms
-
-    q = _terms(question)
-    if not q:
-        return 1.0
-    return len(q & _terms(f"{passage_label(hit)} {hit.doc.text}")) / len(q)
 
 
 def abstain(question: str, hits: Sequence[Hit], reason: str, trace: dict[str, Any]) -> Answer:
@@ -49,6 +43,25 @@ def abstain(question: str, hits: Sequence[Hit], reason: str, trace: dict[str, An
         snippet = " ".join(best.doc.text.split()[:40])
         text += f"\nClosest evidence [1]{f' ({label})' if label else ''}: {snippet}"
     return Answer(text=text, claims=(), hits=tuple(hits), abstained=True, trace={**trace, "abstain_reason": reason})
+
+
+def closest_sentence(question: str, claim: str, hits: Sequence[Hit]) -> tuple[str, Hit] | None:
+    """The evidence sentence sharing most terms with the question (then with ``claim``; earlier hits first),
+    and its passage; None when no sentence shares a term with the question."""
+    q, c = terms(question), terms(claim)
+    best = max(
+        (
+            (len(q & t), len(c & t), -i, -j, s, h)
+            for i, h in enumerate(hits)
+            for j, s in enumerate(split_sentences(h.doc.text))
+            for t in [terms(s)]
+        ),
+        default=None,
+        key=lambda x: x[:4],
+    )
+    if best is None or best[0] == 0:
+        return None
+    return best[4], best[5]
 
 
 def _render(claims: Sequence[Claim], hits: Sequence[Hit]) -> str:
@@ -63,85 +76,73 @@ def _render(claims: Sequence[Claim], hits: Sequence[Hit]) -> str:
     return " ".join(parts)
 
 
-def _repair(rag: RAG, question: str, claim: Claim, ledger: Any) -> tuple[list[Claim], list[Hit]]:
-    """Re-retrieve for one unsupported claim, regenerate, verify; the supported new claims and their evidence."""
-    hits = rag.retrieve(f"{question} {claim.text}", ledger=ledger)
-    packed = rag.pack(question, hits)
-    t = time.perf_counter()
-    raw = rag.generator.generate(packed.messages, max_new_tokens=rag.max_new_tokens)
-    ledger.add(
-        "repair-generate",
-        t,
-        None,
-        claim=claim.text,
-        prompt_tokens=packed.tokens,
-        output=raw,
-        flagged_injection=packed.flagged,
-    )
-    text = tidy_answer(raw)
-    new = [] if ABSTAIN.lower().rstrip(".") in text.lower() else rag.verify(question, text, packed.hits, ledger)
-    good = [c for c in new if c.verdict == "supported"]
-    if not good:
-        good = _quote(rag, question, claim, list(packed.hits))
-    return good, list(packed.hits)
+@dataclass(frozen=True)
+class Policy:
+    """What to do with the unsupported claims of an answer (see the module docstring).
 
+    Args:
+        name: ``flag``, ``repair`` or ``strict``.
+        threshold: support at or above which a claim counts as supported.
+        k: passages an answer keeps when no claim cites one.
+    """
 
-def closest_sentence(question: str, claim: str, hits: Sequence[Hit]) -> tuple[str, Hit] | None:
-    """The evidence sentence sharing most terms with the question (then with ``claim``; earlier hits first),
-    and its passage; None when no sentence shares a term with the question."""
-    from rag.models.verify import _terms, split_sentences
+    name: VerifyPolicy = "flag"
+    threshold: float = 0.5
+    k: int = 5
 
-    q, c = _terms(question), _terms(claim)
-    best = max(
-        (
-            (len(q & t), len(c & t), -i, -j, s, h)
-            for i, h in enumerate(hits)
-            for j, s in enumerate(split_sentences(h.doc.text))
-            for t in [_terms(s)]
-        ),
-        default=None,
-        key=lambda x: x[:4],
-    )
-    if best is None or best[0] == 0:
-        return None
-    return best[4], best[5]
+    def apply(self, stages: Stages, question: str, text: str, claims: list[Claim], hits: list[Hit]) -> Answer:
+        """The final answer (see the module docstring)."""
+        trace = stages.ledger.trace(question, self.name)
+        bad = [c for c in claims if c.verdict != "unchecked" and c.support < self.threshold]
+        if not claims:
+            return abstain(question, hits, "the LLM gave no answer", trace)
+        if self.name == "flag" or not bad:
+            return Answer(text=text, claims=tuple(claims), hits=tuple(hits), trace=trace)
+        if self.name == "strict":
+            worst = min(bad, key=lambda c: c.support)
+            reason = f"claim {worst.text!r} has support {worst.support:.2f} < {self.threshold}"
+            return abstain(question, hits, reason, {**trace, "claims": [vars(c) for c in claims]})
+        return self._repair_all(stages, question, claims, bad, hits)
 
+    def _repair_all(
+        self, stages: Stages, question: str, claims: list[Claim], bad: list[Claim], hits: list[Hit]
+    ) -> Answer:
+        kept: list[Claim] = []
+        all_hits = list(hits)
+        for c in claims:
+            if c not in bad:
+                kept.append(c)
+            elif bad.index(c) < MAX_REPAIRS:
+                new, new_hits = self._repair(stages, question, c)
+                kept += [n for n in new if n.text not in {k.text for k in kept}]
+                all_hits += [h for h in new_hits if h.doc.id not in {x.doc.id for x in all_hits}]
+        trace = stages.ledger.trace(question, self.name)
+        trace["repaired"] = [c.text for c in bad]
+        if not kept:
+            return abstain(question, hits, "no claim of the answer is supported by the evidence", trace)
+        used = {d for c in kept for d in c.citations}
+        final_hits = [h for h in all_hits if h.doc.id in used] or all_hits[: self.k]
+        return Answer(text=_render(kept, final_hits), claims=tuple(kept), hits=tuple(final_hits), trace=trace)
 
-def _quote(rag: RAG, question: str, claim: Claim, hits: list[Hit]) -> list[Claim]:
-    """The evidence sentence closest to the question (then to ``claim``), as a claim of its own, when the
-    verifier supports it."""
-    found = closest_sentence(question, claim.text, hits)
-    if found is None:
-        return []
-    return [c for c in rag.verify(question, found[0], hits) if c.verdict == "supported"]
-
-
-def apply_policy(
-    rag: RAG, question: str, text: str, claims: list[Claim], hits: list[Hit], ledger: Any, trace: dict[str, Any]
-) -> Answer:
-    """The final answer under ``rag.policy`` (see the module docstring)."""
-    bad = [c for c in claims if c.verdict != "unchecked" and c.support < rag.threshold]
-    if not claims:
-        return abstain(question, hits, "the LLM gave no answer", trace)
-    if rag.policy == "flag" or not bad:
-        return Answer(text=text, claims=tuple(claims), hits=tuple(hits), trace=trace)
-    if rag.policy == "strict":
-        worst = min(bad, key=lambda c: c.support)
-        reason = f"claim {worst.text!r} has support {worst.support:.2f} < {rag.threshold}"
-        return abstain(question, hits, reason, {**trace, "claims": [vars(c) for c in claims]})
-    kept: list[Claim] = []
-    all_hits = list(hits)
-    for c in claims:
-        if c not in bad:
-            kept.append(c)
-        elif bad.index(c) < MAX_REPAIRS:
-            new, new_hits = _repair(rag, question, c, ledger)
-            kept += [n for n in new if n.text not in {k.text for k in kept}]
-            all_hits += [h for h in new_hits if h.doc.id not in {x.doc.id for x in all_hits}]
-    trace = rag._trace(question, ledger)
-    trace["repaired"] = [c.text for c in bad]
-    if not kept:
-        return abstain(question, hits, "no claim of the answer is supported by the evidence", trace)
-    used = {d for c in kept for d in c.citations}
-    final_hits = [h for h in all_hits if h.doc.id in used] or all_hits[: rag.k]
-    return Answer(text=_render(kept, final_hits), claims=tuple(kept), hits=tuple(final_hits), trace=trace)
+    def _repair(self, stages: Stages, question: str, claim: Claim) -> tuple[list[Claim], list[Hit]]:
+        """Re-retrieve for one unsupported claim, regenerate, verify; the supported new claims and their evidence."""
+        packed = stages.pack(question, stages.retrieve(f"{question} {claim.text}"))
+        t = time.perf_counter()
+        raw = stages.generate(packed)
+        stages.ledger.add(
+            "repair-generate",
+            t,
+            None,
+            claim=claim.text,
+            prompt_tokens=packed.tokens,
+            output=raw,
+            flagged_injection=packed.flagged,
+        )
+        text = tidy_answer(raw)
+        new = [] if says_abstain(text) else stages.verify(question, text, packed.hits)
+        good = [c for c in new if c.verdict == "supported"]
+        if not good:  # the evidence sentence closest to the question (then to the claim), if the verifier supports it
+            found = closest_sentence(question, claim.text, packed.hits)
+            quoted = [] if found is None else stages.verify(question, found[0], packed.hits, record=False)
+            good = [c for c in quoted if c.verdict == "supported"]
+        return good, list(packed.hits)

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,7 +39,6 @@ __all__ = [
     "clean_evidence",
     "looks_like_injection",
     "passage_label",
-    "tidy_answer",
 ]
 
 ABSTAIN = "I don't know based on the evidence."
@@ -53,20 +51,6 @@ SYSTEM = (
 # Evidence first, then the instruction and the question, last: small models (SmolLM2-135M) answer far better
 # this way than with the question first (token F1 on SQuAD paragraphs 0.12-0.17 against 0.02-0.05).
 INSTRUCTION = "Answer the question with a few words from the evidence above, then cite the passage like [1]."
-
-
-_ECHO = re.compile(r"^\s*\[(\d+)\]\s*(?:\([^)]{0,120}\)\s*)?")
-
-
-def tidy_answer(text: str) -> str:
-    """Undo a small model's habit of copying the evidence list: keep the first copied line only and turn its
-    ``[n] (label) text`` form into ``text [n]``. Other answers are returned unchanged (stripped)."""
-    text = text.strip()
-    m = _ECHO.match(text)
-    if not m:
-        return text
-    first = text.split("\n", 1)[0][m.end() :].strip().lstrip("# ").strip()
-    return f"{first} [{m.group(1)}]" if first else text
 
 
 def approx_tokens(text: str) -> int:

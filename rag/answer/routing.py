@@ -37,23 +37,6 @@ def check_routes(routes: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def collection_routes(
-    kb: Any, generator: Any, tables: str | None, tools: Sequence[Any] | None, routes: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The routes of a collection's pipeline: its tables (``rows``/``sql``; only when it holds tables) and the
-    given tools (selected with the collection's encoder); entries already in ``routes`` win."""
-    out = dict(routes or {})
-    if tables and "table" not in out and kb.supports_tables and "kind" in kb.fields():
-        from rag.retrievers.table import TableRetriever
-
-        out["table"] = TableRetriever(kb, mode=tables, generator=generator if tables == "sql" else None)
-    if tools and "tool" not in out:
-        from rag.retrievers.tool import ToolRetriever
-
-        out["tool"] = ToolRetriever(tools, encoder=kb.encoder, generator=generator)
-    return out
-
-
 def _run(retriever: Any, query: str, k: int, filters: Mapping[str, Any] | None) -> tuple[list[Hit], list[Any]]:
     traced = getattr(retriever, "retrieve_traced", None)
     if traced is not None:
@@ -100,9 +83,3 @@ def route(
         if card and (query, "table") not in plan:
             plan.append((query, "table"))
     return runs, records
-
-
-def about_question(hit: Hit) -> bool:
-    """Whether a hit was computed for the question (a SQL result, a tool's output), so the lexical gate that
-    abstains on off-topic evidence must not count it as off-topic."""
-    return hit.doc.meta.get("kind") in ("sql", "tool")

@@ -37,10 +37,10 @@ from typing import Any
 
 from rag.errors import ConfigError, MissingDependencyError
 from rag.models.encoders import quiet_transformers, set_threads
+from rag.protocols import Prompt
 
 DEFAULT_LLM = "smollm2-135m"
 _DEFAULT_ALIASES = {DEFAULT_LLM, "default", "local", "HuggingFaceTB/SmolLM2-135M-Instruct"}
-Prompt = str | Sequence[dict[str, str]]
 
 
 def smollm2_gguf() -> Path:

@@ -21,12 +21,12 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from rag.errors import ConfigError, GenerationError
+from rag.protocols import Prompt
 
-Prompt = str | Sequence[dict[str, str]]
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 

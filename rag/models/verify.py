@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.text.sentences import split_sentences
+from rag.text.terms import terms
 from rag.types import Claim, Hit, Verdict
 
 LABELS = ("supported", "unsupported", "contradicted")
@@ -46,8 +48,6 @@ _NLI_NAMES = {
     "refutes": 2,
 }
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
-_SENT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Dr|Mr|Mrs|Ms|Prof|St|No|Fig|al|approx|U\.S)\.$")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+|\d+(?:[.,]\d+)*")
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"\b[A-Z][a-zA-Z]+")
@@ -63,37 +63,6 @@ LEXICAL_FEATURES = (
 FEATURES = MODEL_FEATURES + LEXICAL_FEATURES
 
 
-def _blocks(text: str) -> list[str]:
-    """Paragraphs of ``text``; a Markdown heading line is a paragraph of its own."""
-    out: list[str] = []
-    for para in re.split(r"\n\s*\n", text.strip()):
-        lines = para.split("\n")
-        buf: list[str] = []
-        for line in lines:
-            if line.lstrip().startswith("#"):
-                out += [" ".join(buf)] if buf else []
-                out.append(line)
-                buf = []
-            else:
-                buf.append(line)
-        out += [" ".join(buf)] if buf else []
-    return out
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences (keeps abbreviations such as "e.g." and decimals together); a blank line or a
-    heading line also ends a sentence."""
-    parts: list[str] = []
-    for block in _blocks(text):
-        start = len(parts)
-        for piece in _SENT.split(" ".join(block.split())):
-            if len(parts) > start and _ABBREV.search(parts[-1]):
-                parts[-1] = f"{parts[-1]} {piece}"
-            elif piece.strip():
-                parts.append(piece.strip())
-    return parts
-
-
 def split_claims(answer: str) -> list[tuple[str, tuple[str, ...]]]:
     """``(claim text, cited markers)`` per claim: sentences, then clauses separated by ``;``."""
     out = []
@@ -104,22 +73,6 @@ def split_claims(answer: str) -> list[tuple[str, tuple[str, ...]]]:
             if len(_WORD.findall(text)) >= 1:
                 out.append((text, cites))
     return out
-
-
-def _terms(text: str) -> set[str]:
-    return set(_tokenizer().tokenize([text])[0]) if text else set()
-
-
-_TOK: Any = None
-
-
-def _tokenizer() -> Any:
-    global _TOK
-    if _TOK is None:
-        from rag.text.tokenizer import Tokenizer
-
-        _TOK = Tokenizer()
-    return _TOK
 
 
 def numbers(text: str) -> set[str]:
@@ -135,7 +88,7 @@ def lexical_signal(claim: str, premise: str) -> dict[str, float]:
     found" feature: planted training claims are verbatim passage sentences, so such a feature learns a
     shortcut that fails on paraphrased LLM answers (it scored a correct, reworded answer 0.38).
     """
-    ct, pt = _terms(claim), _terms(premise)
+    ct, pt = terms(claim), terms(premise)
     missing = len(ct - pt)
     nums = len(numbers(claim) - numbers(premise))
     low = premise.lower()
@@ -164,8 +117,8 @@ def select_premise(hypothesis: str, passage: str, sentences: int = 3) -> str:
     sents = split_sentences(passage)
     if len(sents) <= sentences:
         return passage
-    ht = _terms(hypothesis)
-    scored = sorted(range(len(sents)), key=lambda i: (-len(ht & _terms(sents[i])), i))[:sentences]
+    ht = terms(hypothesis)
+    scored = sorted(range(len(sents)), key=lambda i: (-len(ht & terms(sents[i])), i))[:sentences]
     return " ".join(sents[i] for i in sorted(scored))
 
 

@@ -36,12 +36,12 @@ from rag.models.verify import (
     LEXICAL_FEATURES,
     Calibrator,
     NLIVerifier,
-    _terms,
     claim_features,
     hypothesis_for,
     select_premise,
-    split_sentences,
 )
+from rag.text.sentences import split_sentences
+from rag.text.terms import terms
 from rag.train.loop import Group, TrainConfig
 
 PLANTED = ("swapped", "wrong passage", "swapped within passage")
@@ -91,7 +91,7 @@ def _swap_within(answer: str, kind: str, question: str, passage: str, rng: rando
         {
             span
             for span in _NAME_SPAN.findall(passage)
-            if _terms(span)
+            if terms(span)
             and not {w.lower() for w in re.findall(r"\w+", span)} & taken
             and re.search(rf"[a-z,;:] {re.escape(span)}\b", passage)  # a name mid-sentence, not a capitalised opener
         }

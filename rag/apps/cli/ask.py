@@ -106,7 +106,8 @@ def cmd_eval_cascade(args: argparse.Namespace) -> int:
 
             reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=20)
         verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.model_root)
-        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,
+        # no LLM in the base: the extractive level never generates, and levels_from gives each LLM level its own
+        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,  # type: ignore[arg-type]
                    max_new_tokens=args.max_new_tokens)  # fmt: skip
         levels = levels_from(base, args.levels, max_new_tokens=args.max_new_tokens, base_url=args.base_url)
         result = evaluate_cascade(levels, questions, answers, progress=not args.quiet)

@@ -1,0 +1,75 @@
+"""A pipeline's parts from names: the LLM spec, the small models' names, and the routes a collection offers.
+
+:meth:`RAG.from_collection <rag.answer.pipeline.RAG.from_collection>` builds its parts here, so that the pipeline
+module only runs them. Models are looked up in the collection's own ``models/`` first (see
+:mod:`rag.models.registry`); heavy modules (torch, transformers, DuckDB) load only for the parts asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rag.protocols import Decomposer, Generator, Reranker, Retriever, Verifier
+
+
+def generator(llm: str | Generator, max_new_tokens: int) -> Generator:
+    """``local``, ``hf:<id or path>``, ``openai:<model>``, or a generator as it is."""
+    if not isinstance(llm, str):
+        return llm
+    from rag.models.generate import make_generator
+
+    made: Generator = make_generator(llm, max_new_tokens=max_new_tokens)
+    return made
+
+
+def reranker(spec: str | Reranker | None, model_root: Any) -> Reranker | None:
+    """A cross-encoder by registry name, path or HF id; an object as it is; None for none."""
+    if not isinstance(spec, str):
+        return spec
+    from rag.models.rerank import CrossEncoderReranker
+
+    return CrossEncoderReranker(spec, collection=model_root)
+
+
+def decomposer(spec: str | Decomposer | None, model_root: Any) -> Decomposer | None:
+    """``rules``, a trained classifier's name or path (``learned``), an object as it is, or None."""
+    if spec == "rules":
+        from rag.models.decompose.rules import RuleDecomposer
+
+        return RuleDecomposer()
+    if isinstance(spec, str):
+        from rag.models.decompose.learned import LearnedDecomposer
+
+        return LearnedDecomposer(spec, collection=model_root)
+    return spec
+
+
+def verifier(spec: str | Verifier | None, model_root: Any) -> Verifier | None:
+    """``lexical`` (the model-free calibrated signal), a trained verifier's name or path, an object, or None."""
+    if not isinstance(spec, str):
+        return spec
+    from rag.models.verify import NLIVerifier
+
+    return NLIVerifier(None if spec == "lexical" else spec, collection=model_root)
+
+
+def collection_routes(
+    kb: Any,
+    generator: Generator | None,
+    tables: str | None,
+    tools: Sequence[Any] | None,
+    routes: Mapping[str, Retriever] | None,
+) -> dict[str, Retriever]:
+    """The routes of a collection's pipeline: its tables (``rows``/``sql``; only when it holds tables) and the
+    given tools (selected with the collection's encoder); entries already in ``routes`` win."""
+    out: dict[str, Retriever] = dict(routes or {})
+    if tables and "table" not in out and kb.supports_tables and "kind" in kb.fields():
+        from rag.retrievers.table import TableRetriever
+
+        out["table"] = TableRetriever(kb, mode=tables, generator=generator if tables == "sql" else None)
+    if tools and "tool" not in out:
+        from rag.retrievers.tool import ToolRetriever
+
+        out["tool"] = ToolRetriever(tools, encoder=kb.encoder, generator=generator)
+    return out

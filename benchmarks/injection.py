@@ -1,4 +1,4 @@
-"""Injection figures: the attack corpus (tests/attacks.py) against the SQL validator and the injection detector,
+"""Injection figures: the attack corpus (rag/testing/attacks.py) against the SQL validator and the injection detector,
 and the detector's false positives on real text.
 
     SQL: per expected outcome, how many attacks the validator rejects; the time bombs run on a 1,000-row DuckDB
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,13 +28,11 @@ from pathlib import Path
 import duckdb
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests.attacks
 
 from rag.errors import UnsafeQueryError  # noqa: E402
 from rag.retrievers.sql_guard import run_sql, validate_sql  # noqa: E402
 from rag.retrievers.table import extract_sql  # noqa: E402
-from rag.text.injection import injection_match  # noqa: E402
-from tests.attacks import (  # noqa: E402
+from rag.testing.attacks import (  # noqa: E402
     BENIGN_NEAR_MISSES,
     CELL_PAYLOADS,
     DOC_INJECTIONS,
@@ -44,6 +41,7 @@ from tests.attacks import (  # noqa: E402
     SQL_ATTACKS,
     TOOL_OUTPUT_INJECTIONS,
 )
+from rag.text.injection import injection_match  # noqa: E402
 
 SHARED = HERE.parents[1] / "shared" / "data"
 FIXTURES = HERE.parent / "tests" / "data"

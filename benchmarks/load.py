@@ -232,13 +232,13 @@ def serve(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def server_process(collection: Path, *extra: str, token: str | None = None) -> Iterator[tuple[str, int]]:
     """``python benchmarks/load.py --serve COLLECTION`` on a free port; yields (URL, pid); stopped with SIGINT."""
-    from tests.live import free_port
-    from tests.live import server_process as start
+    from rag.testing.live import free_port
+    from rag.testing.live import server_process as start
 
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", str(collection), "--port", str(port), *extra]
     cmd += ["--token", token] if token else []
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     served = None
     try:
         with start(cmd, port, start_timeout=120, env=env) as served:
@@ -321,5 +321,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(ROOT))
     main()

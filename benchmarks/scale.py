@@ -10,7 +10,7 @@ Both stores get the same passages, the same encoder and ``chunk_size=0`` (the pa
   would take hours at 100k and costs the same for both stores), so **ingest measures the store, not the model**;
   ``--encoder default`` uses the shipped MiniLM (for small runs);
 * stores: directory with FAISS flat and HNSW, PostgreSQL with pgvector HNSW (a throwaway PostgreSQL 18 from
-  tests/pg_launch.py, or ``--pg URL``). Each store runs in its own forked process, so its peak RSS is its own.
+  rag/testing/postgres.py, or ``--pg URL``). Each store runs in its own forked process, so its peak RSS is its own.
 
 Measured per store: ingest docs/s (``kb.add`` in batches of 5,000 inside ``kb.bulk_load``, as ``rag index``
 does: PostgreSQL builds its HNSW index once at the end, and that build is in the ingest time), search latency
@@ -41,7 +41,6 @@ import re
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import zlib
@@ -50,11 +49,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rag.indexers.collection import Collection
 from rag.indexers.dense import DenseParams
+from rag.testing import postgres as pg_launch
 from rag.types import Doc
-from tests import pg_launch
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SOURCES = ["scifact", "nfcorpus_preprocessed", "hotpotqa_dev_distractor_sample", "squad_v1.1_dev", "nq_open_oracle"]

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -26,11 +25,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rag.apps.server.app import create_app
 from rag.datasets import load_beir
 from rag.indexers.collection import Collection
-from tests.live import live_server
+from rag.testing.live import live_server
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
 

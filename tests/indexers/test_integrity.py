@@ -17,7 +17,7 @@ from rag.apps.cli.main import main as cli
 from rag.checks import json_digest
 from rag.errors import IndexFormatError
 from rag.models.registry import model_dir, resolve_model, write_model_manifest, writing_model
-from tests.crash_harness import HashEncoder
+from tests.support.crash_harness import HashEncoder
 
 DOCS = [Doc(f"document {i} about {'rivers' if i % 2 else 'mountains'} and topic{i}", id=f"d{i}") for i in range(40)]
 FLIPS = int(os.environ.get("PILOTFISH_CORRUPT_FLIPS", "12"))  # corrupted copies per file; the long variant: 200

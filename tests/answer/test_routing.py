@@ -9,7 +9,7 @@ from rag.errors import ConfigError, GenerationError
 from rag.indexers.tables import table_cards
 from rag.retrievers.table import TableRetriever
 from rag.types import Doc, SubQuery
-from tests.conftest import Scripted
+from tests.support.fakes import Scripted
 
 
 def _routes(trace):

@@ -29,7 +29,7 @@ from rag.connectors.langchain import (
 from rag.indexers.collection import Collection
 from rag.retrievers.hybrid import Hybrid
 from rag.types import Doc
-from tests.conftest import Scripted
+from tests.support.fakes import Scripted
 
 KEYS = [
     "Rotate the API keys every 90 days.",

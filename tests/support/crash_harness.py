@@ -1,6 +1,6 @@
 """Kill -9 a writer at random moments, many times, and check the collection after every kill.
 
-    python -m tests.crash_harness DIR --trials 200 --seed 0      # prints a JSON summary; exit 1 on a failure
+    python -m tests.support.crash_harness DIR --trials 200 --seed 0      # prints a JSON summary; exit 1 on a failure
 
 Each trial forks a writer that runs a random sequence of operations on the collection at ``DIR`` (add, update,
 delete, rebuild, and saving a trained model into it, the last step of ``rag train``) and reports each operation

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from rag import Collection, Doc
-from tests.crash_harness import HashEncoder
+from tests.support.crash_harness import HashEncoder
 
 SIZE, BATCHES = 30, 24
 
@@ -112,8 +112,8 @@ READER = textwrap.dedent(
     """
     import json, os, sys, threading
     from rag import Collection
-    from tests.crash_harness import HashEncoder
-    from tests.test_concurrency import violations
+    from tests.support.crash_harness import HashEncoder
+    from tests.indexers.test_concurrency import violations
     kb = Collection.open(sys.argv[1], encoder=HashEncoder(), read_only=True)
     searches, bad, sizes = [], [], set()
 
@@ -140,8 +140,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from rag import Collection
-    from tests.crash_harness import HashEncoder
-    from tests.test_concurrency import write_batches
+    from tests.support.crash_harness import HashEncoder
+    from tests.indexers.test_concurrency import write_batches
     kb = Collection.open(sys.argv[1], encoder=HashEncoder())
     write_batches(kb)
     kb.close()
@@ -153,7 +153,7 @@ def test_processes_search_a_postgres_store_while_another_process_writes(pg_url: 
     kb = Collection.create(pg_url, encoder=HashEncoder(), chunk_size=0, dense="flat")
     kb.add([Doc("everything seed document", id="seed")])
     kb.close()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
     stop = tmp_path / "stop"
 

@@ -1,28 +1,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def rag(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PILOTFISH_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=300)
-    if check and p.returncode not in (0,):
-        raise AssertionError(f"rag {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
+from tests.support.cli import rag
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
-    from tests.conftest import DATA
-    from tests.pdfgen import write_pdf
+    from tests.support import DATA
+    from tests.support.pdfgen import write_pdf
 
     tmp = tmp_path_factory.mktemp("cli")
     docs = tmp / "docs"

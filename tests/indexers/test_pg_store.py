@@ -19,8 +19,8 @@ from rag.indexers.collection import Collection
 from rag.indexers.directory.collection import DirectoryCollection
 from rag.indexers.pg import schema as pg_schema
 from rag.indexers.pg.collection import PgCollection
+from rag.testing import postgres as pg_launch
 from rag.types import Doc
-from tests import pg_launch
 
 TOPICS = ["security", "travel", "cafeteria", "payroll", "hardware"]
 
@@ -353,7 +353,7 @@ def test_a_read_replica_serves_searches_and_follows_the_primary(tmp_path):
 
 def handbook(kb: Collection) -> Collection:
     from rag.connectors.files import load_path
-    from tests.conftest import DATA
+    from tests.support import DATA
 
     kb.add(load_path(DATA / "docs").docs)
     kb.add([Doc("API keys must be rotated every 90 days by the owning team.", id="keys", meta={"team": "sec"})])
@@ -362,7 +362,7 @@ def handbook(kb: Collection) -> Collection:
 
 def test_the_same_pipeline_code_runs_on_a_directory_and_on_postgres(pg_url, encoder, tmp_path):
     from rag.answer.pipeline import RAG
-    from tests.conftest import Scripted
+    from tests.support.fakes import Scripted
 
     def pipeline_code(kb: Collection) -> tuple[list[str], list[str], str]:  # what a user writes, store-agnostic
         rag = RAG.from_collection(kb, llm=Scripted("API keys must be rotated every 90 days [1]."), mode="hybrid")
@@ -381,8 +381,8 @@ def test_rag_serve_over_a_postgres_store(pg_url):
     import httpx
 
     from rag.apps.server.app import create_app
-    from tests.conftest import Scripted
-    from tests.live import live_server
+    from rag.testing.live import live_server
+    from tests.support.fakes import Scripted
 
     handbook(Collection.create(pg_url, encoder=None)).close()
     app = create_app([pg_url], llm=Scripted("API keys must be rotated every 90 days [1]."), mode="bm25")

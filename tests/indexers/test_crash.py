@@ -87,7 +87,7 @@ def test_kill_at_random_moments(tmp_path):
     last committed state."""
     trials = int(os.environ.get("PILOTFISH_CRASH_TRIALS", "200"))
     p = subprocess.run(
-        [sys.executable, "-m", "tests.crash_harness", str(tmp_path / "kb"), "--trials", str(trials)],
+        [sys.executable, "-m", "tests.support.crash_harness", str(tmp_path / "kb"), "--trials", str(trials)],
         capture_output=True,
         text=True,
         timeout=60 + 3 * trials,

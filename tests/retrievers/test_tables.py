@@ -15,7 +15,7 @@ from rag.errors import ConfigError, SourceError
 from rag.indexers.collection import Collection
 from rag.indexers.tables import CARD_WORDS, SCHEMA, add_tables, table_cards
 from rag.retrievers.table import TableRetriever, extract_sql
-from tests.conftest import Scripted
+from tests.support.fakes import Scripted
 
 STAFF = "name,city,salary,team\nAna,Lisbon,5200,data\nBen,Berlin,4100,web\nCai,Lisbon,6100,web\nDee,Porto,3900,data\n"
 

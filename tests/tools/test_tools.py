@@ -21,7 +21,7 @@ from rag.retrievers.tool import ToolRetriever, coerce, first_value, parse_date, 
 from rag.tools import schema as tool_schema
 from rag.tools.base import Tool, ToolResult, call_tool, http_tool, schema_from_function, tool, validate_args
 from rag.tools.builtin import BUILTIN_TOOLS, add_days, calculator, current_datetime, days_between, evaluate, weekday
-from tests.conftest import Scripted
+from tests.support.fakes import Scripted
 
 
 # ---------------------------------------------------------------- schemas from functions

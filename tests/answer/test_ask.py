@@ -17,10 +17,9 @@ from rag.answer.pipeline import RAG
 from rag.errors import GenerationError
 from rag.models.llm_openai import OpenAIGenerator
 from rag.models.verify import NLIVerifier
-from tests.conftest import DATA, Scripted
-from tests.test_cli import rag
-
-KEYS_Q = "How often must API keys be rotated?"
+from tests.support import DATA
+from tests.support.cli import KEYS_Q, rag
+from tests.support.fakes import Scripted
 
 
 def pipeline(kb: Any, gen: Any, **options: Any) -> RAG:

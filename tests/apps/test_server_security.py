@@ -24,8 +24,9 @@ import httpx
 from rag.apps.server.app import create_app
 from rag.connectors.files import load_path
 from rag.indexers.collection import Collection
-from tests.conftest import DATA, Slow
-from tests.live import ServeProcess, live_server, rag_serve
+from rag.testing.live import ServeProcess, live_server, rag_serve
+from tests.support import DATA
+from tests.support.fakes import Slow
 
 TIMEOUT = 2.0  # the server's --request-timeout in these tests
 TOKEN = "s3cret"

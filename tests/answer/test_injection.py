@@ -1,4 +1,4 @@
-"""Injection attacks end to end, as an attacker would run them (the attack corpus is tests/attacks.py).
+"""Injection attacks end to end, as an attacker would run them (the attack corpus is rag/testing/attacks.py).
 
 1. SQL injection in questions: an adversarial LLM writes the attack SQL for a RAG with a SQL table route over
    a real DuckDB collection. Every statement executed on the collection's connection is recorded: each is the
@@ -35,10 +35,7 @@ from rag.models.verify import NLIVerifier
 from rag.retrievers.sql_guard import validate_sql
 from rag.retrievers.table import TableRetriever, extract_sql
 from rag.retrievers.tool import ToolRetriever
-from rag.text.injection import CONTROL, clean_evidence, looks_like_injection, strip_control
-from rag.tools.base import Tool, http_tool
-from rag.types import Doc, Hit
-from tests.attacks import (
+from rag.testing.attacks import (
     BENIGN_NEAR_MISSES,
     CELL_PAYLOADS,
     DOC_INJECTIONS,
@@ -47,7 +44,11 @@ from tests.attacks import (
     TOOL_OUTPUT_INJECTIONS,
     SqlAttack,
 )
-from tests.conftest import DATA, Scripted
+from rag.text.injection import CONTROL, clean_evidence, looks_like_injection, strip_control
+from rag.tools.base import Tool, http_tool
+from rag.types import Doc, Hit
+from tests.support import DATA
+from tests.support.fakes import Scripted
 
 TIMEOUT, LIMIT = 0.5, 20
 INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\u202a-\u202e\U000e0000-\U000e007f]")

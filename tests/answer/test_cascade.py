@@ -13,8 +13,9 @@ from rag.answer.pipeline import RAG
 from rag.datasets import load_answers, load_beir
 from rag.eval.qa import exact_match, token_f1
 from rag.models.verify import NLIVerifier
-from tests.conftest import DATA, Scripted
-from tests.test_ask import KEYS_Q
+from tests.support import DATA
+from tests.support.cli import KEYS_Q
+from tests.support.fakes import Scripted
 
 
 def test_answer_metrics() -> None:
@@ -75,7 +76,7 @@ def test_cost_quality_curve(tmp_path: Any) -> None:
 
 @pytest.mark.slow
 def test_cli_ask_cascade_and_eval_cascade(tmp_path: Any) -> None:
-    from tests.test_cli import rag
+    from tests.support.cli import rag
 
     kb = tmp_path / "kb"
     rag("index", str(DATA / "docs"), "--collection", str(kb), "--encoder", "none", "--quiet")

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from rag.errors import GenerationError
+from rag.testing.live import live_server
 from rag.types import Doc
-from tests.conftest import DATA, Scripted, Slow
-from tests.live import live_server
+from tests.support import DATA
+from tests.support.fakes import Scripted, Slow
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'pilotfish[server]'")
@@ -33,7 +34,7 @@ if CHROMIUM is None:
 
 from rag.apps.server.app import create_app  # noqa: E402  (after the skips: it needs fastapi)
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 KEYS_Q = "How often must API keys be rotated?"
 KEYS_A = "API keys must be rotated every 90 days [1]. The moon is made of green cheese [1]."
 OFF_TOPIC_Q = "What is the airspeed velocity of an unladen swallow?"

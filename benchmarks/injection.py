@@ -27,12 +27,13 @@ from pathlib import Path
 
 import duckdb
 
-HERE = Path(__file__).resolve().parent
-
-from rag.errors import UnsafeQueryError  # noqa: E402
-from rag.retrievers.sql_guard import run_sql, validate_sql  # noqa: E402
-from rag.retrievers.table import extract_sql  # noqa: E402
-from rag.testing.attacks import (  # noqa: E402
+from rag.errors import UnsafeQueryError
+from rag.retrievers.sql_guard import validate_sql
+from rag.retrievers.table_sql import (
+    extract_sql,
+    run_sql,
+)
+from rag.testing.attacks import (
     BENIGN_NEAR_MISSES,
     CELL_PAYLOADS,
     DOC_INJECTIONS,
@@ -41,8 +42,9 @@ from rag.testing.attacks import (  # noqa: E402
     SQL_ATTACKS,
     TOOL_OUTPUT_INJECTIONS,
 )
-from rag.text.injection import injection_match  # noqa: E402
+from rag.text.injection import injection_match
 
+HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
 FIXTURES = HERE.parent / "tests" / "data"
 

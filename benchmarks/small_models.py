@@ -116,8 +116,9 @@ def reranker(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- verifier
 def verifier(args: argparse.Namespace) -> None:
     from rag.models.verify import NLIVerifier
+    from rag.train.claims import PLANTED, build_claims, by_question
     from rag.train.loop import TrainConfig
-    from rag.train.verifier import PLANTED, build_claims, by_question, evaluate_verifier, fit_calibrator, train_verifier
+    from rag.train.verifier import evaluate_verifier, fit_calibrator, train_verifier
 
     sets = {"squad": DATA / "squad_v1.1_dev", "hotpotqa": DATA / "hotpotqa_dev_distractor_sample"}
     result: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag.connectors.tables import RawTable
+from rag.connectors.common import RawTable
 from rag.errors import MissingDependencyError, SourceError
 
 MAX_ROWS = 1_000_000

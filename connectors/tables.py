@@ -4,7 +4,7 @@ Every source becomes one or more :class:`RawTable` (column labels, and either ro
 DuckDB query over the file); :func:`read_tables` yields them and :mod:`rag.indexers.tables` loads them into
 the collection's DuckDB. Row-level problems are reported with the file and row number
 (``sales.csv: row 7 has 5 fields, the header has 4; fix the row or quote the comma``). Column labels are kept
-as written for display; SQL sees snake_case identifiers made from them (:func:`column_ids`).
+as written for display; SQL sees snake_case identifiers made from them (:func:`~rag.connectors.common.column_ids`).
 
 A JSONL file whose records carry a ``text`` field is a document corpus (BEIR style), not a table; see
 :func:`is_table_file`.
@@ -19,59 +19,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.connectors.common import decode_text
+from rag.connectors.common import RawTable, decode_text, quote_literal
+from rag.connectors.databases import read_duckdb, read_sqlite
 from rag.errors import SourceError
 
 MAX_UNZIPPED = 512 * 1024 * 1024  # an Excel workbook's unpacked size
 TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".json", ".jsonl", ".xlsx", ".xlsm", ".duckdb", ".sqlite", ".sqlite3"}
-_IDENT = re.compile(r"[^0-9a-z]+")
-
-
-@dataclass
-class RawTable:
-    """A table read from a source, before it is stored.
-
-    ``rows`` holds the cell values when Python read the file (CSV, JSON, Excel, SQLite); ``scan`` is a DuckDB
-    ``SELECT`` over ``file`` otherwise (Parquet, DuckDB files), with ``attach`` the database it needs.
-    """
-
-    source: str
-    name: str
-    columns: list[str]
-    rows: list[list[Any]] | None = None
-    scan: str | None = None
-    attach: str | None = None
-    file: str | None = None
-    sheet: str | None = None
-    source_table: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def column_ids(labels: Sequence[str]) -> list[str]:
-    """SQL identifiers for column labels: snake_case, ``col_`` before a leading digit, unique.
-
-    >>> column_ids(["Year", "Chart-Positions\\nUK", "1st place", "Year", ""])
-    ['year', 'chart_positions_uk', 'col_1st_place', 'year_2', 'col_5']
-    """
-    out: list[str] = []
-    seen: set[str] = set()
-    for i, label in enumerate(labels, 1):
-        ident = _IDENT.sub("_", str(label).lower()).strip("_") or f"col_{i}"
-        if ident[0].isdigit():
-            ident = f"col_{ident}"
-        base, n = ident, 2
-        while ident in seen:
-            ident, n = f"{base}_{n}", n + 1
-        seen.add(ident)
-        out.append(ident)
-    return out
 
 
 def is_table_file(path: str | Path) -> bool:
@@ -116,8 +73,8 @@ def read_tables(path: str | Path, root: str | Path | None = None) -> list[RawTab
     if suffix == ".parquet":
         return [_parquet(p, rel)]
     if suffix == ".duckdb":
-        return _duckdb(p, rel)
-    return _sqlite(p, rel)
+        return read_duckdb(p, rel)
+    return read_sqlite(p, rel)
 
 
 def _check_rows(rel: str, header: Sequence[Any], rows: Iterable[Sequence[Any]], first_row: int) -> list[list[Any]]:
@@ -265,73 +222,6 @@ def _parquet(p: Path, rel: str) -> RawTable:
     except duckdb.Error as e:
         raise SourceError(rel, f"not a readable Parquet file ({e})") from e
     return RawTable(source=rel, name=rel, columns=cols, scan=scan, file=str(p))
-
-
-def _duckdb(p: Path, rel: str) -> list[RawTable]:
-    import duckdb
-
-    try:
-        con = duckdb.connect(str(p), read_only=True)
-    except duckdb.Error as e:
-        raise SourceError(rel, f"not a readable DuckDB database ({e})") from e
-    try:
-        names = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT internal ORDER BY schema_name, table_name"
-        ).fetchall()
-        out = []
-        for schema, table in names:
-            relation = f"{quote_ident(schema)}.{quote_ident(table)}"
-            cols = [d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description]
-            out.append(
-                RawTable(
-                    source=rel,
-                    name=f"{rel}:{table}",
-                    columns=cols,
-                    scan=f"SELECT * FROM src.{quote_ident(schema)}.{quote_ident(table)}",
-                    attach=str(p),
-                    file=str(p),
-                    source_table=f"{schema}.{table}",
-                )
-            )
-    finally:
-        con.close()
-    if not out:
-        raise SourceError(rel, "the database has no tables")
-    return out
-
-
-def _sqlite(p: Path, rel: str) -> list[RawTable]:
-    try:
-        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-    except sqlite3.Error as e:
-        raise SourceError(rel, f"not a readable SQLite database ({e})") from e
-    out = []
-    try:
-        for table in names:
-            if table.startswith("sqlite_"):
-                continue
-            cur = con.execute(f"SELECT * FROM {quote_ident(table)}")
-            cols = [d[0] for d in cur.description]
-            rows = [list(r) for r in cur]
-            out.append(RawTable(source=rel, name=f"{rel}:{table}", columns=cols, rows=rows, source_table=table))
-    except sqlite3.Error as e:
-        raise SourceError(rel, f"cannot read table {table!r} ({e})") from e
-    finally:
-        con.close()
-    if not out:
-        raise SourceError(rel, "the database has no tables")
-    return out
-
-
-def quote_ident(ident: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + ident.replace('"', '""') + '"'
-
-
-def quote_literal(value: str | Path) -> str:
-    """A quoted SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def iter_cells(rows: Iterable[Sequence[Any]]) -> Iterator[list[str]]:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 MODES = ("bm25", "dense", "hybrid")
 
-__all__ = ["MODES", "Collection", "IndexResult", "is_store_url", "make_encoder"]
+__all__ = ["MODES", "Collection", "IndexResult", "is_store_url"]
 
 
 def is_store_url(where: str | Path) -> bool:
@@ -59,43 +59,6 @@ def collection_exists(where: str | Path) -> bool:
 def collection_name(where: str | Path) -> str:
     """A collection's short name: its directory's name, or the URL's ``collection`` parameter."""
     return Collection.kind_for(where).short_name(where)
-
-
-def make_encoder(encoder: str | Encoder | None) -> Encoder | None:
-    """An encoder from a name/path (sentence-transformers), an object, or None (no dense index)."""
-    if encoder is None or not isinstance(encoder, str):
-        return encoder
-    from rag.models.encoders import SentenceTransformerEncoder
-
-    return SentenceTransformerEncoder(encoder)
-
-
-def collection_encoder(info: dict[str, Any] | None, encoder: str | Encoder | None, where: str) -> Encoder | None:
-    """The encoder to open a collection with: the one it was built with (``info``: name and dimension), or
-    ``encoder`` when it has that name and dimension (else :class:`~rag.errors.IndexFormatError`)."""
-    from rag.errors import IndexFormatError
-
-    enc = make_encoder(encoder) if encoder is not None else None
-    if enc is None:
-        return None if info is None else make_encoder(info["name"])
-    if info is None:
-        raise IndexFormatError(f"collection {where} has no dense index; open it without encoder=")
-    name, dim = encoder_name(enc), encoder_dim(enc)
-    if name != info["name"] or dim != info["dim"]:
-        raise IndexFormatError(
-            f"collection {where} was built with encoder {info['name']!r} (dim {info['dim']}); got {name!r} "
-            f"(dim {dim}). Open it without encoder=, or index into a new collection with the new encoder."
-        )
-    return enc
-
-
-def encoder_name(enc: Any) -> str:
-    return str(getattr(enc, "name", type(enc).__name__))
-
-
-def encoder_dim(enc: Any) -> int:
-    dim = getattr(enc, "dim", None)
-    return int(dim) if dim else int(enc.encode(["dimension probe"]).shape[1])
 
 
 class Collection(abc.ABC):

@@ -145,7 +145,6 @@ def index_with_ray(
     each). ``batch_size``: documents per actor call. ``write_batch``: documents per committed write.
     ``runtime_env``: Ray's runtime environment for the actors (``env_vars``, ``pip``, ...). Returns the summed
     :class:`IndexResult` and what was skipped (unreadable files and lines)."""
-    from rag.connectors.common import Skipped
     from rag.connectors.files import iter_files
     from rag.indexers.writes import check_writable
 
@@ -174,26 +173,33 @@ def index_with_ray(
                 max_restarts=2, max_task_retries=2, runtime_env=runtime_env,
             )
         )  # fmt: skip
-        total, skipped, same = IndexResult(), [], 0
         with kb.bulk_load(len(files)):  # a large ingest: the store may build its ANN index once, at the end
-            for batch in _batches(ds, write_batch):
-                items = []
-                for row in batch:
-                    if row["skip"]:
-                        skipped.append(Skipped(str(row["skip"]), str(row["reason"])))
-                        continue
-                    if row["same"]:
-                        same += 1
-                        continue
-                    chunks = [Doc(text=t, id=i, meta=m) for i, t, m in json.loads(row["chunks"])]
-                    vecs = np.frombuffer(row["vectors"], dtype=np.float32).reshape(len(chunks), -1) if info else None
-                    items.append((_doc(row), chunks, vecs))
-                if items:
-                    total = _sum(total, kb.add_chunked(items))
-        return _sum(total, IndexResult(unchanged=same)), skipped
+            return _write(kb, ds, write_batch, dense=bool(info))
     finally:
         if started:
             ray.shutdown()
+
+
+def _write(kb: Collection, ds: Any, write_batch: int, dense: bool) -> tuple[IndexResult, list[Skipped]]:
+    """Add what the workers chunked and embedded to ``kb``, ``write_batch`` documents per committed write."""
+    from rag.connectors.common import Skipped
+
+    total, skipped, same = IndexResult(), [], 0
+    for batch in _batches(ds, write_batch):
+        items = []
+        for row in batch:
+            if row["skip"]:
+                skipped.append(Skipped(str(row["skip"]), str(row["reason"])))
+                continue
+            if row["same"]:
+                same += 1
+                continue
+            chunks = [Doc(text=t, id=i, meta=m) for i, t, m in json.loads(row["chunks"])]
+            vecs = np.frombuffer(row["vectors"], dtype=np.float32).reshape(len(chunks), -1) if dense else None
+            items.append((_doc(row), chunks, vecs))
+        if items:
+            total = _sum(total, kb.add_chunked(items))
+    return _sum(total, IndexResult(unchanged=same)), skipped
 
 
 def _batches(ds: Any, size: int) -> Iterator[list[dict[str, Any]]]:

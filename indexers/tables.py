@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.connectors.common import Skipped
-from rag.connectors.tables import RawTable, column_ids, iter_cells, quote_ident, quote_literal, read_tables
+from rag.connectors.common import RawTable, Skipped, column_ids, quote_ident, quote_literal
+from rag.connectors.tables import iter_cells, read_tables
 from rag.errors import ConfigError, SourceError
 from rag.retrievers.sql_guard import TABLE_SCHEMA
 from rag.types import Doc

@@ -11,6 +11,10 @@ Variants:
       idf floored at ``epsilon`` x mean idf, tf part tf * (k1 + 1) / (tf + k1 * norm)); scores equal
       rank-bm25's.
 
+The module is longer than most (~370 lines) on purpose: it is one data structure, the postings arrays, and every
+operation that must keep their invariants (slots, ids, term statistics, lazy scores); split over files, those
+invariants would be too.
+
 Example:
     >>> idx = BM25Index()
     >>> idx.add([0, 1], ["keys rotate every day", "tea is served at noon"])

@@ -93,6 +93,8 @@ if HAVE_NUMBA:
             _sift_down(hs, hd, m, 0)
         return n
 
+    # one compiled loop over a query's postings, its accumulator and its heap (~70 lines): split into calls, the
+    # hot loop would pay for them per posting
     @numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})
     def _one_query(term_ptr, post_slot, post_score, terms, weights, mask, k, acc, seen, touched, out_s, out_d):  # type: ignore[no-untyped-def]
         use_mask = len(mask) > 0

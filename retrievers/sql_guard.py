@@ -31,7 +31,6 @@ import functools
 import json
 import re
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +74,7 @@ _idle: list[Any] = []
 _idle_lock = threading.Lock()
 
 
-def _short(sql: str) -> str:
+def short_sql(sql: str) -> str:
     s = " ".join(sql.split())
     return repr(s if len(s) <= 120 else s[:117] + "...")
 
@@ -224,10 +223,10 @@ def _check_functions(functions: list[dict[str, Any]], sql: str) -> None:
     for node in functions:
         fn = str(node.get("function_name", "")).lower()
         if _DENIED_FUNCTION.match(fn) or fn in macros:
-            raise UnsafeQueryError(f"the function {fn}() is not allowed in a query: {_short(sql)}")
+            raise UnsafeQueryError(f"the function {fn}() is not allowed in a query: {short_sql(sql)}")
         problem = _size_problem(fn, _arguments(node))
         if problem:
-            raise UnsafeQueryError(f"{fn}() {problem}: {_short(sql)}")
+            raise UnsafeQueryError(f"{fn}() {problem}: {short_sql(sql)}")
 
 
 def _split_name(qualified: str) -> list[str]:
@@ -252,23 +251,23 @@ def validate_sql(sql: str, allowed: Iterable[str], schema: str = TABLE_SCHEMA) -
         tokens = duckdb.tokenize(sql)
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
-        raise UnsafeQueryError(f"the SQL does not parse ({str(e).splitlines()[0]}): {_short(sql)}") from e
+        raise UnsafeQueryError(f"the SQL does not parse ({str(e).splitlines()[0]}): {short_sql(sql)}") from e
     if any(t[1] == duckdb.token_type.comment for t in tokens):
-        raise UnsafeQueryError(f"comments are not allowed in the SQL: {_short(sql)}")
+        raise UnsafeQueryError(f"comments are not allowed in the SQL: {short_sql(sql)}")
     if len(statements) != 1:
-        raise UnsafeQueryError(f"exactly one statement is allowed; got {len(statements)}: {_short(sql)}")
+        raise UnsafeQueryError(f"exactly one statement is allowed; got {len(statements)}: {short_sql(sql)}")
     kind = statements[0].type.name
     if kind != "SELECT":
-        raise UnsafeQueryError(f"only a SELECT query is allowed, not {kind}: {_short(sql)}")
+        raise UnsafeQueryError(f"only a SELECT query is allowed, not {kind}: {short_sql(sql)}")
     body = sql.strip().rstrip(";").strip()
     tree = _tree(body)
     if tree.get("error"):
-        raise UnsafeQueryError(f"only a plain SELECT query is allowed ({tree.get('error_message')}): {_short(sql)}")
+        raise UnsafeQueryError(f"only a plain SELECT query is allowed ({tree.get('error_message')}): {short_sql(sql)}")
     found = _Found([], [])
     try:
         _walk(tree.get("statements", []), frozenset(), found)
     except UnsafeQueryError as e:
-        raise UnsafeQueryError(f"{e}: {_short(sql)}") from None
+        raise UnsafeQueryError(f"{e}: {short_sql(sql)}") from None
     ok = {t.lower() for t in allowed}
 
     def check_table(parts: list[str], ctes: frozenset[str]) -> None:
@@ -276,7 +275,7 @@ def validate_sql(sql: str, allowed: Iterable[str], schema: str = TABLE_SCHEMA) -
         if len(where) > 1 or (where and where[0].lower() != schema) or name.lower() not in (ctes if not where else ok):
             raise UnsafeQueryError(
                 f"the query reads {'.'.join(parts)!r}, which is not one of the allowed tables {sorted(ok)}: "
-                + _short(sql)
+                + short_sql(sql)
             )
 
     for catalog, sch, name, ctes in found.tables:
@@ -286,47 +285,7 @@ def validate_sql(sql: str, allowed: Iterable[str], schema: str = TABLE_SCHEMA) -
         with _parser() as con:
             names = con.get_table_names(body, qualified=True)
     except duckdb.Error as e:
-        raise UnsafeQueryError(f"the query does not bind ({str(e).splitlines()[0]}): {_short(sql)}") from e
+        raise UnsafeQueryError(f"the query does not bind ({str(e).splitlines()[0]}): {short_sql(sql)}") from e
     for qualified in sorted(names):
         check_table(_split_name(qualified), frozenset(ok))
     return body
-
-
-@dataclass(frozen=True)
-class SQLResult:
-    """Rows of a query, its columns, whether the row limit cut it, and how long it ran."""
-
-    sql: str
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
-    elapsed_ms: float
-
-
-def run_sql(con: Any, sql: str, *, limit: int = 50, timeout: float = 5.0, schema: str = TABLE_SCHEMA) -> SQLResult:
-    """Execute a query already passed by :func:`validate_sql`: at most ``limit`` rows, interrupted after
-    ``timeout`` seconds (raises :class:`UnsafeQueryError` then). ``con`` is a DuckDB connection; the query runs
-    on a cursor of its own with ``schema`` first on the search path."""
-    import duckdb
-
-    cur = con.cursor()
-    timer = threading.Timer(timeout, cur.interrupt)
-    t0 = time.perf_counter()
-    try:
-        cur.execute(f"SET search_path = '{schema}'")
-        timer.start()
-        cur.execute(f"SELECT * FROM ({sql}) AS q LIMIT {int(limit) + 1}")
-        rows = cur.fetchall()
-        columns = [d[0] for d in cur.description or []]
-    except duckdb.InterruptException as e:
-        raise UnsafeQueryError(f"the query ran over {timeout:g}s and was stopped: {_short(sql)}") from e
-    finally:
-        timer.cancel()
-        cur.close()
-    return SQLResult(
-        sql=sql,
-        columns=columns,
-        rows=rows[:limit],
-        truncated=len(rows) > limit,
-        elapsed_ms=round((time.perf_counter() - t0) * 1000, 2),
-    )

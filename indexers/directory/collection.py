@@ -27,9 +27,10 @@ import numpy as np
 from rag.errors import CollectionLockedError, ConfigError, IndexFormatError
 from rag.indexers import writes
 from rag.indexers.chunking import Chunker
-from rag.indexers.collection import Collection, collection_encoder, encoder_dim, encoder_name, make_encoder
+from rag.indexers.collection import Collection
 from rag.indexers.dense import DenseIndex, DenseParams
 from rag.indexers.directory import write
+from rag.indexers.encoders import collection_encoder, encoder_dim, encoder_name, make_encoder
 from rag.indexers.manifest import (
     FORMAT_VERSION,
     MANIFEST,

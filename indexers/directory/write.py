@@ -14,7 +14,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -138,37 +138,10 @@ def write(
         if not changed and not removed:
             return IndexResult(unchanged=unchanged)
         parts, vecs = chunk_and_embed(kb, [d for d, _ in changed], progress, prepared)
-        # above every row (deleted ones too) and every id BM25 holds: vacuumed rows may have held the largest ids
-        next_ord = max(store.next_ord(), int(kb.bm25.slot_ord[-1]) + 1 if len(kb.bm25.slot_ord) else 0)
-        chunk_rows: list[tuple[int, Doc]] = []
-        doc_rows = []
-        for d, h in changed:
-            doc_rows.append((d.id, h, {k: v for k, v in d.meta.items() if k != "page_starts"}, len(parts[d.id])))
-            for c in parts[d.id]:
-                chunk_rows.append((next_ord, c))
-                next_ord += 1
+        doc_rows, chunk_rows = _rows(kb, changed, parts)
         texts = [index_text(c.text, c.meta) for _, c in chunk_rows]
         ords = np.asarray([o for o, _ in chunk_rows], dtype=np.int64)
-        new_gen = gen + 1
-        with kb.rw.write():
-            try:
-                removed_ords = store.write(new_gen, removed, doc_rows, chunk_rows)
-                fault("after_store")
-                bm = kb.bm25
-                bm.delete(removed_ords)
-                bm.add(ords, texts)
-                if kb.has_dense:
-                    dn = kb.dense
-                    dn.remove(removed_ords)
-                    if vecs is not None:
-                        dn.add(ords, vecs)
-                commit(kb, new_gen)
-            except BaseException:
-                if kb.generation == gen:  # not committed: undo; after the commit point there is nothing to undo
-                    kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
-                    with contextlib.suppress(Exception):
-                        store.rollback(gen)
-                raise
+        removed_ords = _apply(kb, gen, removed, doc_rows, chunk_rows, ords, texts, vecs)
         n_upd = len(set(removed) & {d.id for d, _ in changed})
         return IndexResult(
             added=len(changed) - n_upd,
@@ -178,6 +151,58 @@ def write(
             chunks_added=len(chunk_rows),
             chunks_removed=len(removed_ords),
         )
+
+
+def _rows(
+    kb: Directory, changed: list[tuple[Doc, str]], parts: dict[str, list[Doc]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, Doc]]]:
+    """The document rows (id, hash, metadata, chunk count) and the chunk rows (ordinal, chunk) of a write. New
+    ordinals start above every row (deleted ones too) and every id BM25 holds: vacuumed rows may have held the
+    largest ids."""
+    next_ord = max(kb.store.next_ord(), int(kb.bm25.slot_ord[-1]) + 1 if len(kb.bm25.slot_ord) else 0)
+    chunk_rows: list[tuple[int, Doc]] = []
+    doc_rows: list[tuple[Any, ...]] = []
+    for d, h in changed:
+        doc_rows.append((d.id, h, {k: v for k, v in d.meta.items() if k != "page_starts"}, len(parts[d.id])))
+        for c in parts[d.id]:
+            chunk_rows.append((next_ord, c))
+            next_ord += 1
+    return doc_rows, chunk_rows
+
+
+def _apply(
+    kb: Directory,
+    gen: int,
+    removed: list[str],
+    doc_rows: list[tuple[Any, ...]],
+    chunk_rows: list[tuple[int, Doc]],
+    ords: np.ndarray,
+    texts: list[str],
+    vecs: np.ndarray | None,
+) -> list[int]:
+    """Write generation ``gen + 1``: the store's rows, then the in-memory indexes, then commit, under the write
+    lock (searches see all of it or none). Before the commit point a failure is undone; returns the ordinals
+    removed."""
+    with kb.rw.write():
+        try:
+            removed_ords: list[int] = kb.store.write(gen + 1, removed, doc_rows, chunk_rows)
+            fault("after_store")
+            bm = kb.bm25
+            bm.delete(removed_ords)
+            bm.add(ords, texts)
+            if kb.has_dense:
+                dn = kb.dense
+                dn.remove(removed_ords)
+                if vecs is not None:
+                    dn.add(ords, vecs)
+            commit(kb, gen + 1)
+        except BaseException:
+            if kb.generation == gen:  # not committed: undo; after the commit point there is nothing to undo
+                kb._bm25 = kb._dense = None  # in-memory indexes may hold the failed change
+                with contextlib.suppress(Exception):
+                    kb.store.rollback(gen)
+            raise
+    return removed_ords
 
 
 def commit(kb: Directory, gen: int) -> None:

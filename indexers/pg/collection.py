@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -40,23 +40,24 @@ import numpy as np
 from rag.errors import ConfigError, IndexFormatError
 from rag.indexers import writes
 from rag.indexers.chunking import Chunker
-from rag.indexers.collection import Collection, collection_encoder, encoder_dim, encoder_name, make_encoder
+from rag.indexers.collection import Collection
 from rag.indexers.dense import DenseParams
-from rag.indexers.filters import to_sql
+from rag.indexers.encoders import collection_encoder, encoder_dim, encoder_name, make_encoder
 from rag.indexers.pg import bm25 as pg_bm25
 from rag.indexers.pg import index as pg_index
 from rag.indexers.pg import schema as pg_schema
 from rag.indexers.pg.bm25 import StoreBM25
+from rag.indexers.pg.search import PgSearch
 from rag.indexers.pg.write import write
 from rag.indexers.writes import IndexResult
 from rag.protocols import Encoder
 from rag.retrievers.bm25_index import BM25Index, BM25Params
 from rag.text.tokenizer import Tokenizer
-from rag.types import Doc, Hit
+from rag.types import Doc
 from rag.version import __version__
 
 
-class PgCollection(Collection):
+class PgCollection(PgSearch, Collection):
     """A collection stored in PostgreSQL (see the module docstring). Open or create it with
     :meth:`Collection.open` / :meth:`Collection.create` and a ``postgresql://`` URL."""
 
@@ -204,26 +205,7 @@ class PgCollection(Collection):
     @property
     def manifest(self) -> dict[str, Any]:  # type: ignore[override]
         """Settings, generation and counts, shaped like a directory collection's manifest."""
-        s = self.settings
-        gen, docs, chunks = (
-            self.con()
-            .execute(
-                f"SELECT (SELECT generation FROM {self.name}.state), (SELECT count(*) FROM {self.name}.documents), "
-                f"(SELECT count(*) FROM {self.name}.chunks)"
-            )
-            .fetchone()
-        )
-        return {
-            "type": "pilotfish-postgres",
-            "store": self.location,
-            "schema": self.name,
-            "schema_version": pg_schema.MIGRATIONS[-1][0],
-            "generation": int(gen),
-            "params": {"chunk": s["chunk"], "params": s["params"], "tokenizer": s["tokenizer"], "dense": s["dense"]},
-            "encoder": s["encoder"],
-            "counts": {"documents": int(docs), "chunks": int(chunks)},
-            "pilotfish_version": s.get("pilotfish_version"),
-        }
+        return pg_schema.manifest(self.con(), self.name, self.location, self.settings)
 
     @property
     def has_dense(self) -> bool:
@@ -266,61 +248,6 @@ class PgCollection(Collection):
     def reading(self) -> contextlib.AbstractContextManager[None]:
         """One consistent snapshot of the store for a group of reads (each search holds one)."""
         return pg_bm25.snapshot(self)
-
-    # ------------------------------------------------------------------ reads
-    @pg_schema.store_errors
-    def get(self, ids: Sequence[str]) -> list[Doc]:
-        rows = self.con().execute(
-            f"SELECT id, text, meta FROM {self.name}.chunks WHERE parent = ANY(%s) ORDER BY parent, ord", [list(ids)]
-        )
-        return [Doc(text=t, id=i, meta=m) for i, t, m in rows.fetchall()]
-
-    @pg_schema.store_errors
-    def ids(self) -> list[str]:
-        return [r[0] for r in self.con().execute(f"SELECT id FROM {self.name}.documents ORDER BY id").fetchall()]
-
-    @pg_schema.store_errors
-    def hashes(self) -> dict[str, str]:
-        return dict(self.con().execute(f"SELECT id, hash FROM {self.name}.documents").fetchall())
-
-    @pg_schema.store_errors
-    def fields(self) -> set[str]:
-        gen = self.db_generation()
-        if self._fields is None or self._fields[0] != gen:
-            rows = self.con().execute(f"SELECT name FROM {self.name}.fields").fetchall()
-            self._fields = (gen, {r[0] for r in rows})
-        return set(self._fields[1])
-
-    def where(self, filters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
-        """The SQL condition (over ``meta``) and parameters of ``filters``."""
-        return to_sql(filters, self.fields() if filters else (), dialect="postgres")
-
-    @pg_schema.store_errors
-    def allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
-        if not filters:
-            return None
-        where, params = self.where(filters)
-        rows = self.con().execute(f"SELECT ord FROM {self.name}.chunks WHERE {where} ORDER BY ord", params).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
-
-    @pg_schema.store_errors
-    def hits(self, ords: np.ndarray, scores: np.ndarray, source: str) -> list[Hit]:
-        keep = [(int(o), float(s)) for o, s in zip(ords, scores, strict=True) if o >= 0]
-        rows = (
-            self.con()
-            .execute(f"SELECT ord, id, text, meta FROM {self.name}.chunks WHERE ord = ANY(%s)", [[o for o, _ in keep]])
-            .fetchall()
-        )
-        docs = {o: Doc(text=t, id=i, meta=m) for o, i, t, m in rows}
-        return [Hit(doc=docs[o], score=s, source=source) for o, s in keep if o in docs]
-
-    @pg_schema.store_errors
-    def dense_hits(self, query_vec: np.ndarray, k: int, filters: Mapping[str, Any] | None) -> list[Hit]:
-        if not self.has_dense:
-            raise ConfigError(f"collection {self.location} has no dense index (created with encoder=None)")
-        where, params = self.where(filters)
-        rows = pg_index.nearest(self.con(), self.name, self.dense_params, query_vec, k, where, params, self.exact)
-        return [Hit(doc=Doc(text=t, id=i, meta=m), score=1.0 - float(d), source="dense") for _o, i, t, m, d in rows]
 
     # ------------------------------------------------------------------ writes
     def add(self, docs: Iterable[Doc | str], *, progress: bool = False) -> IndexResult:

@@ -193,3 +193,23 @@ def _ensure_vector(con: Any, dim: int | None) -> None:
             "the server and run CREATE EXTENSION vector as a superuser, or create a BM25-only collection "
             "(encoder=None)"
         ) from e
+
+
+def manifest(con: Any, schema: str, location: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A PostgreSQL collection's settings, generation and counts, shaped like a directory collection's manifest."""
+    gen, docs, chunks = con.execute(
+        f"SELECT (SELECT generation FROM {schema}.state), (SELECT count(*) FROM {schema}.documents), "
+        f"(SELECT count(*) FROM {schema}.chunks)"
+    ).fetchone()
+    s = settings
+    return {
+        "type": "pilotfish-postgres",
+        "store": location,
+        "schema": schema,
+        "schema_version": MIGRATIONS[-1][0],
+        "generation": int(gen),
+        "params": {"chunk": s["chunk"], "params": s["params"], "tokenizer": s["tokenizer"], "dense": s["dense"]},
+        "encoder": s["encoder"],
+        "counts": {"documents": int(docs), "chunks": int(chunks)},
+        "pilotfish_version": s.get("pilotfish_version"),
+    }

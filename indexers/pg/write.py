@@ -70,25 +70,13 @@ def write(
             if not todo and not removed:
                 return IndexResult(unchanged=len(docs))
             gen = con.execute(f"UPDATE {s}.state SET generation = generation + 1 RETURNING generation").fetchone()[0]
-            gone = [
-                r[0]
-                for r in con.execute(
-                    f"DELETE FROM {s}.chunks WHERE parent = ANY(%s) RETURNING ord", [removed]
-                ).fetchall()
-            ]
-            con.execute(f"DELETE FROM {s}.documents WHERE id = ANY(%s)", [removed])
+            gone = _delete(con, s, removed)
             rows = _rows(todo, parts, chunks, vecs)
             new = con.execute(f"SELECT nextval('{s}.chunk_ord') FROM generate_series(1, %s)", [len(rows)])
             ords = [r[0] for r in new.fetchall()]
             _copy(con, s, gen, todo, hashes, parts, rows, ords, kb.has_dense)
             fault("pg_before_commit")
-            con.execute(
-                f"INSERT INTO {s}.changes SELECT %s, o, op FROM unnest(%s::bigint[], %s::char[]) AS t(o, op)",
-                [gen, [*gone, *ords], ["d"] * len(gone) + ["a"] * len(ords)],
-            )
-            pg_bm25.prune(con, s, gen)
-            keys = sorted({key for r in rows for key in r[3]})
-            con.execute(f"INSERT INTO {s}.fields SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", [keys])
+            _log(con, s, gen, gone, ords, rows)
     except psycopg.OperationalError as e:
         raise StoreUnavailableError(
             f"lost the connection to {kb.location} while writing ({str(e).strip()}); nothing of this write was "
@@ -104,6 +92,25 @@ def write(
         chunks_added=len(ords),
         chunks_removed=len(gone),
     )
+
+
+def _delete(con: Any, s: str, removed: list[str]) -> list[int]:
+    """Delete documents and their chunks (inside the writer's transaction); the chunk ordinals removed."""
+    rows = con.execute(f"DELETE FROM {s}.chunks WHERE parent = ANY(%s) RETURNING ord", [removed]).fetchall()
+    con.execute(f"DELETE FROM {s}.documents WHERE id = ANY(%s)", [removed])
+    return [r[0] for r in rows]
+
+
+def _log(con: Any, s: str, gen: int, gone: list[int], ords: list[int], rows: list[tuple[Any, ...]]) -> None:
+    """Log generation ``gen``'s removed (``d``) and added (``a``) ordinals for BM25 to follow, prune the old log,
+    and record the metadata fields the new chunks bring."""
+    con.execute(
+        f"INSERT INTO {s}.changes SELECT %s, o, op FROM unnest(%s::bigint[], %s::char[]) AS t(o, op)",
+        [gen, [*gone, *ords], ["d"] * len(gone) + ["a"] * len(ords)],
+    )
+    pg_bm25.prune(con, s, gen)
+    keys = sorted({key for r in rows for key in r[3]})
+    con.execute(f"INSERT INTO {s}.fields SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", [keys])
 
 
 def _rows(

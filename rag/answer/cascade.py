@@ -226,32 +226,39 @@ def evaluate_cascade(
         n: {"f1": sum(runs[q][i][1] for q in qids) / max(1, len(qids)), "cost": levels[i][2]}
         for i, n in enumerate(names)
     }
-    curve = []
-    for t in thresholds:
-        by_level = dict.fromkeys(names, 0)
-        f1_sum, cost_sum, answered = 0.0, 0.0, 0
-        for q in qids:
-            for i, n in enumerate(names):
-                cost_sum += levels[i][2]
-                if conf[q][i] >= t and runs[q][i][0]["abstained"] == 0.0:
-                    by_level[n] += 1
-                    f1_sum += runs[q][i][1]
-                    answered += 1
-                    break
-        curve.append(
-            {
-                "threshold": t,
-                "answered_by": by_level,
-                "abstained": len(qids) - answered,
-                "f1": f1_sum / max(1, len(qids)),
-                "f1_answered": f1_sum / max(1, answered),
-                "cost_per_question": cost_sum / max(1, len(qids)),
-            }
-        )
+    curve = [_curve_point(t, levels, runs, conf) for t in thresholds]
     return {
         "questions": len(qids),
         "levels": names,
         "alone": alone,
         "curve": curve,
         "confidence": Confidence.fit(data(qids)).weights,
+    }
+
+
+def _curve_point(
+    t: float,
+    levels: Sequence[tuple[str, Any, float]],
+    runs: Mapping[str, list[tuple[dict[str, float], float]]],
+    conf: Mapping[str, list[float]],
+) -> dict[str, Any]:
+    """What the cascade does at threshold ``t``: the questions each level answers, abstentions, F1 and cost."""
+    names = [name for name, _, _ in levels]
+    by_level = dict.fromkeys(names, 0)
+    f1_sum, cost_sum, answered = 0.0, 0.0, 0
+    for q in runs:
+        for i, n in enumerate(names):
+            cost_sum += levels[i][2]
+            if conf[q][i] >= t and runs[q][i][0]["abstained"] == 0.0:
+                by_level[n] += 1
+                f1_sum += runs[q][i][1]
+                answered += 1
+                break
+    return {
+        "threshold": t,
+        "answered_by": by_level,
+        "abstained": len(runs) - answered,
+        "f1": f1_sum / max(1, len(runs)),
+        "f1_answered": f1_sum / max(1, answered),
+        "cost_per_question": cost_sum / max(1, len(runs)),
     }

@@ -49,7 +49,8 @@ _NLI_NAMES = {
 }
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+|\d+(?:[.,]\d+)*")
-_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+"""A number as it is written in text (``1,889``, ``3.5``)."""
 _NAME = re.compile(r"\b[A-Z][a-zA-Z]+")
 MODEL_FEATURES = ("log_p_supported", "log_p_contradicted")
 LEXICAL_FEATURES = (
@@ -76,7 +77,7 @@ def split_claims(answer: str) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def numbers(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUM.findall(text)}
+    return {n.replace(",", "") for n in NUMBER.findall(text)}
 
 
 def lexical_signal(claim: str, premise: str) -> dict[str, float]:

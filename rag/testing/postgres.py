@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 USER = "pgserver"
 
@@ -126,12 +127,18 @@ def wait_replay(primary_url: str, replica_url: str, timeout: float = 20.0) -> No
         psycopg.connect(dsn(primary_url), autocommit=True) as p,
         psycopg.connect(dsn(replica_url), autocommit=True) as r,
     ):
-        lsn = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        lsn = _one(p, "SELECT pg_current_wal_lsn()")
         deadline = time.monotonic() + timeout
-        while not r.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]).fetchone()[0]:
+        while not _one(r, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the replica did not replay up to {lsn} in {timeout} s")
             time.sleep(0.05)
+
+
+def _one(con: Any, sql: str, params: list[Any] | None = None) -> Any:
+    """The first column of the first row of a query (None when it returns no row)."""
+    row = con.execute(sql, params).fetchone()
+    return None if row is None else row[0]
 
 
 def stop(datadir: str | Path, mode: str = "fast") -> None:

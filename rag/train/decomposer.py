@@ -217,6 +217,21 @@ def heldout_scores(logits: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> 
     return metrics
 
 
+def _training_data(
+    data_dir: str | Path, max_per_label: int, seed: int, exclude: set[str]
+) -> tuple[list[dict[str, str]], dict[str, int], tuple[str, ...]]:
+    """(records, counts per source, the labels present) from a JSONL file or the benchmark data folder."""
+    if Path(data_dir).is_file():
+        records = read_labelled(data_dir)
+        sources = dict(Counter(r["source"] for r in records))
+    else:
+        records, sources = build_records(data_dir, max_per_label, seed, exclude)
+    labels = tuple(lab for lab in LABELS if any(r["label"] == lab for r in records))
+    if len(labels) < 2:
+        raise ConfigError(f"training data {data_dir} holds only the label(s) {labels}; a classifier needs two or more")
+    return records, sources, labels
+
+
 def train_decomposer(
     data_dir: str | Path,
     dest: str | Path,
@@ -253,14 +268,7 @@ def train_decomposer(
         raise ConfigError(f"max_per_label must be >= 1 and threshold in [0, 1]; got {max_per_label}, {threshold}")
     t0 = time.perf_counter()
     exclude = set(exclude)
-    if Path(data_dir).is_file():
-        records = read_labelled(data_dir)
-        sources = dict(Counter(r["source"] for r in records))
-    else:
-        records, sources = build_records(data_dir, max_per_label, seed, exclude)
-    labels = tuple(lab for lab in LABELS if any(r["label"] == lab for r in records))
-    if len(labels) < 2:
-        raise ConfigError(f"training data {data_dir} holds only the label(s) {labels}; a classifier needs two or more")
+    records, sources, labels = _training_data(data_dir, max_per_label, seed, exclude)
     if encoder is None:
         encoder = SentenceTransformerEncoder(base)
     questions = [r["question"] for r in records]
@@ -269,29 +277,25 @@ def train_decomposer(
     train, held = split_heldout(records, 0.2, seed)
     w, b = fit_softmax(x[train], y[train], len(labels))
     metrics = heldout_scores(x[held] @ w + b, y[held], labels)
+    training = {
+        "data_sha256": data_hash(records),
+        "examples": len(records),
+        "train_examples": len(train),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "sources": sources,
+        "labels": dict(Counter(r["label"] for r in records)),
+        "excluded": len(exclude),
+        "seed": seed,
+        "data": str(data_dir),
+    }
+    settings = {
+        "labels": list(labels),
+        "threshold": threshold,
+        "encoder": str(getattr(encoder, "name", base)),
+        "features": ["embedding", *RULE_FEATURES],
+    }
     with writing_model(dest, force=force) as tmp:
         np.savez(tmp / HEAD_FILE, W=w.astype(np.float32), b=b.astype(np.float32))
         return write_model_manifest(
-            tmp,
-            "decomposer",
-            name,
-            base,
-            settings={
-                "labels": list(labels),
-                "threshold": threshold,
-                "encoder": str(getattr(encoder, "name", base)),
-                "features": ["embedding", *RULE_FEATURES],
-            },
-            training={
-                "data_sha256": data_hash(records),
-                "examples": len(records),
-                "train_examples": len(train),
-                "seconds": round(time.perf_counter() - t0, 2),
-                "sources": sources,
-                "labels": dict(Counter(r["label"] for r in records)),
-                "excluded": len(exclude),
-                "seed": seed,
-                "data": str(data_dir),
-            },
-            metrics=metrics,
+            tmp, "decomposer", name, base, settings=settings, training=training, metrics=metrics
         )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,69 +85,25 @@ def fit(
 ) -> TrainStats:
     """Train ``model`` (a CrossEncoder) in place on ``groups``; returns the loss curve and timings."""
     import torch
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     if not groups:
         raise ConfigError("no training examples")
     set_threads(config.threads)
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
-    net = model[0].auto_model
-    tok = model.tokenizer
+    net, tok = model[0].auto_model, model.tokenizer
     net.train()
-    per_group = len(groups[0].pairs)
     mean_size = sum(len(g.pairs) for g in groups) / len(groups)
     groups_per_step = max(1, int(config.batch_pairs / mean_size))
-    steps_per_epoch = max(1, -(-len(groups) // groups_per_step))
-    total = max(1, round(steps_per_epoch * config.epochs))
+    total = max(1, round(max(1, -(-len(groups) // groups_per_step)) * config.epochs))
     if config.max_steps:
         total = min(total, config.max_steps)
-    # the new head (and the pooler, unused by sentence-transformers models) learns head_lr_scale times faster:
-    # with a few hundred steps on CPU, a head at the encoder's rate barely leaves its random start
-    params: dict[tuple[bool, bool], list[Any]] = {}
-    for n, p in net.named_parameters():
-        head = n.startswith(("classifier", "pooler", "bert.pooler", "score"))
-        decay = not any(x in n for x in ("bias", "LayerNorm.weight", "layer_norm"))
-        params.setdefault((head, decay), []).append(p)
-    opt = torch.optim.AdamW(
-        [
-            {"params": ps, "lr": config.lr * (config.head_lr_scale if head else 1.0), "weight_decay": 0.01 * decay}
-            for (head, decay), ps in params.items()
-        ],
-        lr=config.lr,
-    )
-    warm = max(1, int(total * config.warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
-    )
-    order: list[int] = []
+    opt, sched = _optimizer(net, config, total)
     stats = TrainStats()
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=f"training ({objective})", unit="step", disable=not config.progress)
-    for step in range(total):
-        if len(order) < groups_per_step:
-            fresh = list(range(len(groups)))
-            rng.shuffle(fresh)
-            order.extend(fresh)
-        batch = [groups[i] for i in order[:groups_per_step]]
-        del order[:groups_per_step]
-        pairs = [p for g in batch for p in g.pairs]
-        enc = tok(
-            [a for a, _ in pairs],
-            [b for _, b in pairs],
-            truncation="longest_first",
-            max_length=config.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        logits = net(**enc).logits
-        if objective == "contrast":
-            loss = _contrast_loss(logits, batch)
-        else:
-            if objective == "listwise":
-                logits = logits.view(len(batch), per_group)
-            loss = F.cross_entropy(logits, torch.tensor([g.label for g in batch], dtype=torch.long))
+    for step, batch in zip(range(total), _batches(groups, groups_per_step, config.seed), strict=False):
+        loss = _loss(net, tok, batch, objective, config.max_length)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
@@ -165,6 +121,66 @@ def fit(
     tail = stats.losses[-50:]
     stats.final_loss = round(sum(tail) / len(tail), 4)
     return stats
+
+
+def _optimizer(net: Any, config: TrainConfig, total: int) -> tuple[Any, Any]:
+    """AdamW with a linear warm-up and decay over ``total`` steps. The new head (and the pooler, unused by
+    sentence-transformers models) learns ``head_lr_scale`` times faster: with a few hundred steps on CPU, a head at
+    the encoder's rate barely leaves its random start."""
+    import torch
+
+    params: dict[tuple[bool, bool], list[Any]] = {}
+    for n, p in net.named_parameters():
+        head = n.startswith(("classifier", "pooler", "bert.pooler", "score"))
+        decay = not any(x in n for x in ("bias", "LayerNorm.weight", "layer_norm"))
+        params.setdefault((head, decay), []).append(p)
+    opt = torch.optim.AdamW(
+        [
+            {"params": ps, "lr": config.lr * (config.head_lr_scale if head else 1.0), "weight_decay": 0.01 * decay}
+            for (head, decay), ps in params.items()
+        ],
+        lr=config.lr,
+    )
+    warm = max(1, int(total * config.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
+    return opt, sched
+
+
+def _batches(groups: Sequence[Group], size: int, seed: int) -> Iterator[list[Group]]:
+    """Batches of ``size`` groups, endlessly, each epoch in a fresh seeded order (an epoch's tail is carried over)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < size:
+            fresh = list(range(len(groups)))
+            rng.shuffle(fresh)
+            order.extend(fresh)
+        yield [groups[i] for i in order[:size]]
+        del order[:size]
+
+
+def _loss(net: Any, tok: Any, batch: Sequence[Group], objective: str, max_length: int) -> Any:
+    """The batch's loss under ``objective`` (see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    pairs = [p for g in batch for p in g.pairs]
+    enc = tok(
+        [a for a, _ in pairs],
+        [b for _, b in pairs],
+        truncation="longest_first",
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+    )
+    logits = net(**enc).logits
+    if objective == "contrast":
+        return _contrast_loss(logits, batch)
+    if objective == "listwise":
+        logits = logits.view(len(batch), len(batch[0].pairs))
+    return F.cross_entropy(logits, torch.tensor([g.label for g in batch], dtype=torch.long))
 
 
 def _contrast_loss(logits: Any, batch: Sequence[Group]) -> Any:

@@ -33,7 +33,8 @@ from rag.indexers.tables import SCHEMA, add_tables, table_cards
 from rag.models.decompose.prompted import PromptedDecomposer
 from rag.models.verify import NLIVerifier
 from rag.retrievers.sql_guard import validate_sql
-from rag.retrievers.table import TableRetriever, extract_sql
+from rag.retrievers.table import TableRetriever
+from rag.retrievers.table_sql import extract_sql
 from rag.retrievers.tool import ToolRetriever
 from rag.testing.attacks import (
     BENIGN_NEAR_MISSES,

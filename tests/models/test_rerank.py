@@ -112,13 +112,13 @@ def test_registry_lists_and_refuses_overwrite_and_wrong_task(kb, trained: Path) 
 
 
 def test_interrupted_training_registers_nothing(kb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.train.loop
+    import rag.train.reranker
     from rag.train.reranker import train_reranker
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rag.train.loop, "fit", boom)
+    monkeypatch.setattr(rag.train.reranker, "fit", boom)
     pairs = tmp_path / "p.tsv"
     pairs.write_text("query\tdoc\tlabel\nhow often do keys rotate\tkeys\t1\n")
     with pytest.raises(KeyboardInterrupt):
@@ -153,7 +153,7 @@ def test_version_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> Non
     ],
 )
 def test_bad_pairs_name_the_line(kb, tmp_path: Path, content: str, name: str, match: str) -> None:
-    from rag.train.reranker import read_pairs
+    from rag.train.reranker_data import read_pairs
 
     f = tmp_path / name
     f.write_text(content)
@@ -162,7 +162,7 @@ def test_bad_pairs_name_the_line(kb, tmp_path: Path, content: str, name: str, ma
 
 
 def test_qrels_source_checks_ids(kb, tmp_path: Path) -> None:
-    from rag.train.reranker import read_qrels_source
+    from rag.train.reranker_data import read_qrels_source
 
     (tmp_path / "qrels").mkdir()
     (tmp_path / "queries.jsonl").write_text('{"_id": "1", "text": "keys"}\n')
@@ -180,7 +180,7 @@ def test_qrels_source_checks_ids(kb, tmp_path: Path) -> None:
 def test_synthesize_with_the_local_llm(kb, tmp_path: Path) -> None:
     """The shipped SmolLM2 writes queries for sampled documents; kept ones pass the round-trip filter."""
     from rag.models.generate import LocalGenerator
-    from rag.train.reranker import synthesize
+    from rag.train.reranker_data import synthesize
 
     llm = LocalGenerator(max_new_tokens=24, threads=1)
     queries, qrels, counts = synthesize(kb, 4, llm, roundtrip_k=8, progress=False)

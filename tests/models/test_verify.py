@@ -72,7 +72,7 @@ def test_lexical_only_verifier_ranks_support() -> None:
 
 
 def test_planted_error_claims() -> None:
-    from rag.train.verifier import build_claims
+    from rag.train.claims import build_claims
 
     claims = build_claims(QA, max_questions=50)
     assert len(claims) % 3 == 0 and len(claims) >= 18
@@ -85,7 +85,7 @@ def test_planted_error_claims() -> None:
 def test_swaps_within_the_passage_and_groups_by_question() -> None:
     """``hard`` adds a fourth claim whose wrong answer comes from the gold passage itself; every question's claims
     become one ``contrast`` group, supported first."""
-    from rag.train.verifier import PLANTED, build_claims, by_question, to_groups
+    from rag.train.claims import PLANTED, build_claims, by_question, to_groups
 
     claims = build_claims(QA, max_questions=50, hard=True)
     questions = by_question(claims)
@@ -120,7 +120,7 @@ def test_contrast_loss_rewards_the_supported_pair_outscoring_its_group() -> None
 
 
 def test_not_a_qa_folder(tmp_path: Path) -> None:
-    from rag.train.verifier import build_claims
+    from rag.train.claims import build_claims
 
     with pytest.raises(SourceError, match=r"answers\.jsonl"):
         build_claims(tmp_path)

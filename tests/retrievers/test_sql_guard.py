@@ -6,7 +6,8 @@ import duckdb
 import pytest
 
 from rag.errors import UnsafeQueryError
-from rag.retrievers.sql_guard import run_sql, validate_sql
+from rag.retrievers.sql_guard import validate_sql
+from rag.retrievers.table_sql import run_sql
 
 ALLOWED = {"staff"}
 

@@ -14,7 +14,8 @@ from rag.connectors.tables import read_tables
 from rag.errors import ConfigError, SourceError
 from rag.indexers.collection import Collection
 from rag.indexers.tables import CARD_WORDS, SCHEMA, add_tables, table_cards
-from rag.retrievers.table import TableRetriever, extract_sql
+from rag.retrievers.table import TableRetriever
+from rag.retrievers.table_sql import extract_sql
 from tests.support.fakes import Scripted
 
 STAFF = "name,city,salary,team\nAna,Lisbon,5200,data\nBen,Berlin,4100,web\nCai,Lisbon,6100,web\nDee,Porto,3900,data\n"

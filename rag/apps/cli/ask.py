@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from rag.apps.cli.common import add_pipeline_args, build_pipeline, eval_collection, filters_from
+from rag.apps.cli.common import add_pipeline_args, build_pipeline, filters_from
 from rag.types import Answer
 
 MARK = {"supported": "ok", "unsupported": "UNSUPPORTED", "contradicted": "CONTRADICTED", "unchecked": "unchecked"}
@@ -86,83 +86,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         print_answer(answer)
     return 0
-
-
-def cmd_eval_cascade(args: argparse.Namespace) -> int:
-    from rag.answer.cascade import evaluate_cascade, levels_from
-    from rag.answer.pipeline import RAG
-    from rag.datasets import load_answers, load_beir
-    from rag.models.verify import NLIVerifier
-
-    data = load_beir(args.dataset, args.split)
-    answers = load_answers(f"{args.dataset}/answers.jsonl")
-    questions = {q: t for q, t in data.queries.items() if q in answers}
-    questions = dict(list(questions.items())[: args.max_queries] if args.max_queries else questions.items())
-    kb, tmp = eval_collection(args, data.corpus)
-    try:
-        reranker = None
-        if args.rerank:
-            from rag.models.rerank import CrossEncoderReranker
-
-            reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=20)
-        verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.model_root)
-        # no LLM in the base: the extractive level never generates, and levels_from gives each LLM level its own
-        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,  # type: ignore[arg-type]
-                   max_new_tokens=args.max_new_tokens)  # fmt: skip
-        levels = levels_from(base, args.levels, max_new_tokens=args.max_new_tokens, base_url=args.base_url)
-        result = evaluate_cascade(levels, questions, answers, progress=not args.quiet)
-    finally:
-        kb.close()
-        if tmp is not None:
-            tmp.cleanup()
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{args.dataset}: {result['questions']} questions; levels (cost): "
-          + ", ".join(f"{n} ({lv[2]:g})" for n, lv in zip(result["levels"], levels, strict=True)))  # fmt: skip
-    for n, r in result["alone"].items():
-        print(f"  {n} alone: F1 {r['f1']:.3f}")
-    head = "  ".join(f"{n[:12]:>12}" for n in result["levels"])
-    print(f"{'threshold':>9}  {head}  {'abstain':>7}  {'F1':>6}  {'F1 ans':>6}  {'cost/q':>6}")
-    for row in result["curve"]:
-        counts = "  ".join(f"{row['answered_by'][n]:>12}" for n in result["levels"])
-        print(
-            f"{row['threshold']:>9.2f}  {counts}  {row['abstained']:>7}  {row['f1']:>6.3f}  "
-            f"{row['f1_answered']:>6.3f}  {row['cost_per_question']:>6.2f}"
-        )
-    if args.target is not None:
-        ok = [r for r in result["curve"] if r["f1_answered"] >= args.target and r["abstained"] < result["questions"]]
-        best = min(ok, key=lambda r: (r["cost_per_question"], r["abstained"]), default=None)
-        print(
-            f"target F1 on answered questions >= {args.target}: "
-            + (f"threshold {best['threshold']:.2f} (cost {best['cost_per_question']:.2f} / question, "
-               f"{best['abstained']} abstained)" if best else "not reached at any threshold")
-        )  # fmt: skip
-    return 0
-
-
-def add_eval_cascade(evs: Any) -> None:
-    c = evs.add_parser("cascade", help="cost/quality curve of an escalation cascade on a QA folder")
-    c.add_argument("--dataset", required=True, help="QA folder: BEIR files plus answers.jsonl")
-    c.add_argument(
-        "--levels",
-        default="extractive,local",
-        help="cheapest first: extractive (cost 0), local or hf:ID (cost 1), openai:M (cost 10)",
-    )
-    c.add_argument("--base-url", help="OpenAI-compatible server for openai: levels")
-    c.add_argument("--collection", "--store", help="reuse (or create and keep) the collection here")
-    c.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
-    c.add_argument("--encoder", default="default")
-    c.add_argument("--chunk-size", type=int, default=0)
-    c.add_argument("--split", default="test")
-    c.add_argument("--rerank", metavar="MODEL")
-    c.add_argument("--verifier", default="lexical")
-    c.add_argument("--max-queries", type=int, default=30)
-    c.add_argument("--max-new-tokens", type=int, default=48)
-    c.add_argument("--target", type=float, help="print the cheapest threshold reaching this F1 on answered questions")
-    c.add_argument("--json", action="store_true")
-    c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=cmd_eval_cascade)
 
 
 def cmd_llm_serve(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.apps.cli.common import EXIT_PARTIAL, eval_collection, filters_from, open_collection, print_json
+from rag.apps.cli.common import EXIT_PARTIAL, filters_from, open_collection, print_json
 
 
 @dataclass
@@ -155,47 +155,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from rag.datasets import load_beir
-    from rag.eval.retrieval import evaluate_retriever
-
-    data = load_beir(args.dataset, args.split)
-    queries = dict(list(data.queries.items())[: args.max_queries] if args.max_queries else data.queries)
-    qrels = {q: data.qrels[q] for q in queries}
-    kb, tmp = eval_collection(args, data.corpus)
-    try:
-        retriever = kb.retriever(args.mode)
-        if args.rerank:
-            from rag.models.rerank import CrossEncoderReranker, Reranked
-
-            reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=args.rerank_depth)
-            retriever = Reranked(retriever, reranker, candidates=args.rerank_depth)
-        t0 = time.perf_counter()
-        scores = evaluate_retriever(retriever, queries, qrels, progress=not args.quiet)
-        took = time.perf_counter() - t0
-    finally:
-        kb.close()
-        if tmp is not None:
-            tmp.cleanup()
-    result = {
-        "dataset": str(args.dataset),
-        "split": args.split,
-        "mode": args.mode,
-        "rerank": args.rerank,
-        "queries": len(queries),
-        **{k: round(v, 4) for k, v in scores.items()},
-        "seconds": round(took, 2),
-    }
-    if args.json:
-        print_json(result)
-    else:
-        rr = f", reranked top {args.rerank_depth} with {args.rerank}" if args.rerank else ""
-        print(f"{args.dataset} ({args.split}, {len(queries)} queries), mode={args.mode}{rr}")
-        for k, v in scores.items():
-            print(f"  {k:<11} {v:.4f}")
-    return 0
-
-
 def cmd_reindex(args: argparse.Namespace) -> int:
     with open_collection(args, read_only=False) as kb:
         res = kb.rebuild(progress=True)
@@ -287,23 +246,6 @@ def _add_search(sub: Any) -> None:
     se.set_defaults(func=cmd_search)
 
 
-def add_eval_retrieval(evs: Any) -> None:
-    """``rag eval retrieval``."""
-    er = evs.add_parser("retrieval", help="nDCG@10, recall@100, MRR@10, MAP@10")
-    er.add_argument("--dataset", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
-    er.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
-    er.add_argument("--split", default="test")
-    er.add_argument("--encoder", default="default")
-    er.add_argument("--chunk-size", type=int, default=0, help="0 (default) indexes each document whole")
-    er.add_argument("--collection", "--store", help="reuse (or create and keep) the collection here")
-    er.add_argument("--max-queries", type=int, default=0)
-    er.add_argument("--rerank", metavar="MODEL", help="rerank with this reranker (registry name, path or HF id)")
-    er.add_argument("--rerank-depth", type=int, default=30, help="first-stage hits reranked (default 30)")
-    er.add_argument("--json", action="store_true")
-    er.add_argument("--quiet", action="store_true")
-    er.set_defaults(func=cmd_eval)
-
-
 def _add_maintenance(sub: Any) -> None:
     """``rag reindex``, ``info``, ``check`` and ``delete``."""
     ri = sub.add_parser("reindex", help="rebuild a collection's indexes from its document store")
@@ -325,13 +267,12 @@ def _add_maintenance(sub: Any) -> None:
     de.set_defaults(func=cmd_delete)
 
 
-def add_parsers(sub: Any) -> Any:
-    """The subcommands of this module, and the ``eval`` group with ``eval retrieval``; returns the group's
-    subparsers, for the other kinds of evaluation."""
+def add_parsers(sub: Any) -> None:
+    """``rag index`` and ``rag search``."""
     _add_index(sub)
     _add_search(sub)
-    ev = sub.add_parser("eval", help="evaluate on a BEIR-format dataset")
-    evs = ev.add_subparsers(dest="what", required=True)
-    add_eval_retrieval(evs)
+
+
+def add_maintenance_parsers(sub: Any) -> None:
+    """``rag reindex``, ``info``, ``check`` and ``delete``."""
     _add_maintenance(sub)
-    return evs

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rag.apps.cli import ask, index, models, serve
+from rag.apps.cli import ask, evaluate, index, models, serve
 from rag.errors import RagError
 
 
@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rag", description="pilotfish: index documents, search, evaluate, train the small models."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    evs = index.add_parsers(sub)
-    ask.add_eval_cascade(evs)
+    index.add_parsers(sub)
+    evaluate.add_parsers(sub)
+    index.add_maintenance_parsers(sub)
     ask.add_parsers(sub)
     models.add_parsers(sub)
     serve.add_parsers(sub)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rag.errors import (
@@ -20,10 +24,12 @@ from rag.errors import (
     DocumentNotFoundError,
     GenerationError,
     QueryError,
+    RagError,
     SourceError,
     UnsafeQueryError,
 )
 
+log = logging.getLogger("rag.apps.server")
 OPEN_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _STATUS: list[tuple[type[Exception], int]] = [
     (DocumentNotFoundError, 404),
@@ -96,3 +102,36 @@ class Guard:
 
     def _too_large(self, size: str) -> str:
         return f"request body of {size} bytes is over the limit of {self.max_body} bytes (rag serve --max-body)"
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error as :func:`error_body`: pilotfish errors by :func:`status_of`, HTTP errors as raised, invalid
+    requests as 400 (not JSON), 415 (not sent as JSON) or 422, and anything else (a bug) as 500."""
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return JSONResponse(error_body(status_of(exc), str(exc), type(exc).__name__), status_of(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # a bug: still a JSON body
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}: {exc}"), 500)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.status_code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        ctype = request.headers.get("content-type", "")
+        if ctype and "json" not in ctype and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            msg = f"the request body must be JSON with Content-Type: application/json (got {ctype!r})"
+            return JSONResponse(error_body(415, msg, "unsupported_media_type"), 415)
+        if any(e.get("type") == "json_invalid" for e in errors):
+            msg = "the request body is not valid JSON; send a JSON object with Content-Type: application/json"
+            return JSONResponse(error_body(400, msg, "invalid_json"), 400)
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors]
+        return JSONResponse(error_body(422, "; ".join(parts), "invalid_request"), 422)

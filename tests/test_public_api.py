@@ -61,3 +61,18 @@ def test_module_paths_the_readme_showed_still_import_with_a_warning(old: str) ->
     target = importlib.import_module(new)
     for n in names:
         assert getattr(alias, n) is getattr(target, n)
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """A package missing from pyproject.toml's list works in an editable install and is absent from the wheel."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = set()
+    for package, folder in config["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found == set(config["packages"])

@@ -23,11 +23,16 @@ def generator(llm: str | Generator, max_new_tokens: int) -> Generator:
     return made
 
 
-def reranker(spec: str | Reranker | None, model_root: Any) -> Reranker | None:
-    """A cross-encoder by registry name, path or HF id; an object as it is; None for none."""
+def reranker(spec: str | Reranker | None, model_root: Any, adapted: bool = True) -> Reranker | None:
+    """A cross-encoder by registry name, path or HF id; ``auto``: the reranker the collection adopted (none when
+    it adopted none, or with ``adapted`` off); an object as it is; None for none."""
+    if spec == "auto":
+        from rag.models.adoption import adopted_model
+
+        spec = adopted_model(model_root, "reranker") if adapted else None
     if not isinstance(spec, str):
         return spec
-    from rag.models.rerank import CrossEncoderReranker
+    from rag.models.rerank import CrossEncoderReranker  # torch & sentence-transformers: loaded when one is used
 
     return CrossEncoderReranker(spec, collection=model_root)
 

@@ -112,30 +112,32 @@ class RAG:
         *,
         llm: str | Generator = "local",
         mode: str | None = None,
-        reranker: str | Reranker | None = None,
+        reranker: str | Reranker | None = "auto",
         decomposer: str | Decomposer | None = None,
         verifier: str | Verifier | None = "lexical",
         tables: str | None = "rows",
         tools: Sequence[Any] | None = None,
+        adapted: bool = True,
         **options: Any,
     ) -> RAG:
         """A pipeline over a collection (an open :class:`~rag.indexers.collection.Collection` or its path).
 
         ``llm``: ``local``, ``hf:<id>``, ``openai:<model>`` or a generator. ``mode``: ``bm25``, ``dense`` or
-        ``hybrid`` (default; ``bm25`` for a collection without a dense index). ``reranker``: a model name/path or
-        object. ``decomposer``: ``rules``, ``learned`` (a trained classifier name) or an object. ``verifier``:
-        ``lexical`` (the model-free calibrated signal), a trained model name/path, an object, or None.
-        ``tables``: how table questions are answered when the collection holds tables: ``rows``, ``sql`` (the
-        LLM writes a validated query) or None. ``tools``: :class:`~rag.tools.base.Tool` objects for tool questions
-        (e.g. ``rag.tools.builtin.BUILTIN_TOOLS``), selected with the collection's encoder. The parts are built
-        by :mod:`rag.answer.assemble`.
+        ``hybrid`` (default; ``bm25`` for a collection without a dense index). ``reranker``: a model name/path, an
+        object, None, or ``auto`` (default): the reranker the collection adopted (:mod:`rag.models.adoption`), if
+        any; ``adapted=False`` uses no adopted model. ``decomposer``: ``rules``, ``learned`` (a trained classifier
+        name) or an object. ``verifier``: ``lexical`` (the model-free calibrated signal), a trained model
+        name/path, an object, or None. ``tables``: how table questions are answered when the collection holds
+        tables: ``rows``, ``sql`` (the LLM writes a validated query) or None. ``tools``:
+        :class:`~rag.tools.base.Tool` objects for tool questions (e.g. ``rag.tools.builtin.BUILTIN_TOOLS``),
+        selected with the collection's encoder. The parts are built by :mod:`rag.answer.assemble`.
         """
         from rag.indexers.collection import Collection  # DuckDB, FAISS, numba: loaded with the first collection
 
         kb = collection if isinstance(collection, Collection) else Collection.open(collection, read_only=True)
         gen = assemble.generator(llm, options.get("max_new_tokens", 256))
         parts: dict[str, Any] = {
-            "reranker": assemble.reranker(reranker, kb.model_root),
+            "reranker": assemble.reranker(reranker, kb.model_root, adapted),
             "decomposer": assemble.decomposer(decomposer, kb.model_root),
             "verifier": assemble.verifier(verifier, kb.model_root),
             "routes": assemble.collection_routes(kb, gen, tables, tools, options.pop("routes", None)),

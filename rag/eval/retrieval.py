@@ -72,12 +72,14 @@ def evaluate_run(
     return out
 
 
+def parent_id(hit: Hit) -> str:
+    """The id of the document a hit belongs to (a chunk's parent, or the hit's own id)."""
+    return str(hit.doc.meta.get("parent", hit.doc.id))
+
+
 def parent_ids(hits: Sequence[Hit]) -> list[str]:
     """Document ids of hits, each once, in first-seen order (chunks map to their parent)."""
-    seen: dict[str, None] = {}
-    for h in hits:
-        seen.setdefault(str(h.doc.meta.get("parent", h.doc.id)), None)
-    return list(seen)
+    return list(dict.fromkeys(parent_id(h) for h in hits))
 
 
 def evaluate_retriever(

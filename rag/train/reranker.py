@@ -1,28 +1,30 @@
-"""``train_reranker``: fit a cross-encoder on groups from :mod:`rag.train.reranker_data` and choose its blend.
+"""``train_reranker``: fit a cross-encoder on groups from :mod:`rag.train.reranker_data`, choose its blend, and
+let the gate decide whether the collection adopts it.
 
 A tenth of the queries (at least 20 when there are 100 or more) is held out: after training, the reranker is
-evaluated on them (nDCG@10) for several blends with the first-stage order, and the best blend is stored in
-the model's manifest with the scores. With fewer than 100 queries there is no held-out set and the blend is
-0.5 (half the weight stays on the first stage).
+evaluated on them (nDCG@10) for several blends with the first-stage order; the best blend is stored in the
+model's manifest with the scores, and the gate (:mod:`rag.train.gate`: blends cross-fitted over two halves)
+adopts the model only if it beats the first stage there (:mod:`rag.models.adoption`). With fewer than 100
+queries there is no held-out set: the blend is 0.5 (half the weight stays on the first stage) and the model is
+not adopted; it is used only where it is named.
+
+Defaults (1.5 epochs, 160 tokens per pair) are the settings of the SciFact figure in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rag.errors import ConfigError
-from rag.eval.retrieval import ndcg_at_k
-from rag.models.registry import data_hash, write_model_manifest, writing_model
-from rag.models.rerank import RRF_K, passage_text, score_pairs
+from rag.models import adoption
+from rag.models.registry import data_hash, model_dir, write_model_manifest, writing_model
+from rag.models.rerank import score_pairs
+from rag.train.gate import decide, per_query
 from rag.train.loop import TrainConfig, fit, new_cross_encoder
-from rag.train.reranker_data import mine, parent, read_pairs, read_qrels_source, synthesize
-from rag.types import Hit
-
-BLENDS = (0.0, 0.25, 0.5, 0.75)
+from rag.train.reranker_data import mine, read_pairs, read_qrels_source, synthesize
 
 
 def split_queries(queries: dict[str, str], seed: int = 0) -> tuple[dict[str, str], dict[str, str]]:
@@ -33,33 +35,6 @@ def split_queries(queries: dict[str, str], seed: int = 0) -> tuple[dict[str, str
     random.Random(seed).shuffle(ids)
     n = max(20, len(ids) // 10)
     return {q: queries[q] for q in ids[n:]}, {q: queries[q] for q in ids[:n]}
-
-
-def choose_blend(
-    scorer: Callable[[str, Sequence[str]], Any],
-    heldout: dict[str, str],
-    candidates: dict[str, list[Hit]],
-    qrels: dict[str, dict[str, int]],
-    rerank_depth: int = 30,
-) -> tuple[float, dict[str, float]]:
-    """nDCG@10 on held-out queries for the first stage and each blend; returns (best blend, scores)."""
-    runs: dict[str, dict[str, list[str]]] = {"first_stage": {}}
-    for qid in heldout:
-        hits = candidates.get(qid, [])[:rerank_depth]
-        ids = [parent(h) for h in hits]
-        runs["first_stage"][qid] = ids
-        s = list(scorer(heldout[qid], [passage_text(h) for h in hits])) if hits else []
-        order = sorted(range(len(hits)), key=lambda i: -s[i])
-        rank = {i: r for r, i in enumerate(order)}
-        for w in BLENDS:
-            fused = sorted(range(len(hits)), key=lambda i: -((1 - w) / (RRF_K + rank[i] + 1) + w / (RRF_K + i + 1)))
-            runs.setdefault(f"blend={w}", {})[qid] = [ids[i] for i in fused]
-    scores = {
-        name: round(sum(ndcg_at_k(run[q], qrels.get(q, {}), 10) for q in heldout) / max(1, len(heldout)), 4)
-        for name, run in runs.items()
-    }
-    best = max(BLENDS, key=lambda w: (scores[f"blend={w}"], -w))
-    return best, scores
 
 
 def train_reranker(
@@ -76,8 +51,10 @@ def train_reranker(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train a reranker and save it (model + manifest) at ``dest``. ``source`` is one of
-    ``{"pairs": FILE}``, ``{"qrels": DIR, "split": "train"}``, ``{"synthesize": N}``. Returns the manifest."""
-    config = config or TrainConfig()
+    ``{"pairs": FILE}``, ``{"qrels": DIR, "split": "train"}``, ``{"synthesize": N}``. The gate
+    (:mod:`rag.train.gate`) decides on held-out training queries whether the collection adopts it. Returns the
+    manifest, with ``"adoption"``: the decision and its evidence."""
+    config = config or TrainConfig(epochs=1.5, max_length=160)
     queries, labels, texts, info = _source(kb, source, config.seed, generator, progress)
     train_q, held_q = split_queries(queries, config.seed)
     groups, candidates = mine(kb, queries, labels, texts, negatives=negatives, seed=config.seed, progress=progress)
@@ -88,34 +65,69 @@ def train_reranker(
         # no held-out queries (fewer than 100): keep half the weight on the first stage; a reranker trained
         # on a few dozen queries alone can be far worse than the first stage (SciFact, 36 queries: 0.17)
         settings: dict[str, Any] = {"blend": 0.5, "max_length": config.max_length}
-        metrics: dict[str, Any] = {}
+        verdict: dict[str, Any] | None = None
         if held_q:
-            blend, scores = choose_blend(partial(score_pairs, model), held_q, candidates, labels)
-            settings["blend"] = blend
-            metrics = {"heldout_queries": len(held_q), "heldout_ndcg@10": scores}
+            verdict = decide(per_query(partial(score_pairs, model), held_q, candidates, labels))
+            settings["blend"] = verdict["blend"]
         model.save(str(tmp))
         records = [g.pairs for q in sorted(groups) for g in groups[q]]
-        return write_model_manifest(
-            tmp,
-            "reranker",
-            name,
-            base,
-            settings=settings,
-            training={
-                **info,
-                "data_sha256": data_hash(records),
-                "queries": len(train_q),
-                "groups": len(train_groups),
-                "negatives_per_group": negatives,
-                "steps": stats.steps,
-                "epochs": config.epochs,
-                "lr": config.lr,
-                "seconds": stats.seconds,
-                "final_loss": stats.final_loss,
-                "collection": kb.location,
-            },
-            metrics=metrics,
+        training = {
+            **info,
+            "data_sha256": data_hash(records),
+            "queries": len(train_q),
+            "groups": len(train_groups),
+            "negatives_per_group": negatives,
+            "steps": stats.steps,
+            "epochs": config.epochs,
+            "lr": config.lr,
+            "seconds": stats.seconds,
+            "final_loss": stats.final_loss,
+            "collection": kb.location,
+        }
+        metrics = _metrics(verdict)
+        manifest = write_model_manifest(
+            tmp, "reranker", name, base, settings=settings, training=training, metrics=metrics
         )
+    return {**manifest, "adoption": _adopt(kb, dest, name, manifest, verdict)}
+
+
+def _metrics(verdict: dict[str, Any] | None) -> dict[str, Any]:
+    """What the manifest records of the held-out evaluation (nothing without held-out queries)."""
+    if verdict is None:
+        return {}
+    gate = {k: verdict[k] for k in ("adopt", "before", "after", "difference_ci95", "queries")}
+    return {"heldout_queries": verdict["queries"], "heldout_ndcg@10": verdict["scores"], "gate": gate}
+
+
+def _adopt(kb: Any, dest: str | Path, name: str, manifest: dict[str, Any], verdict: dict[str, Any] | None) -> Any:
+    """Record the gate's decision in the collection (see :mod:`rag.models.adoption`); returns the decision."""
+    registered = (
+        kb.model_root is not None and Path(dest).resolve() == model_dir("reranker", name, kb.model_root).resolve()
+    )
+    if verdict is None:
+        adopt, reason = False, "fewer than 100 training queries: none held out to show it beats the first stage"
+    elif verdict["adopt"]:
+        adopt = True
+        lo, hi = verdict["difference_ci95"]
+        reason = (
+            f"held-out nDCG@10 {verdict['after']} against {verdict['before']} for the first stage "
+            f"(95% interval of the gain over {verdict['queries']} queries: {lo:+.4f} to {hi:+.4f})"
+        )
+    else:
+        adopt = False
+        lo, hi = verdict["difference_ci95"]
+        reason = (
+            f"held-out nDCG@10 {verdict['after']} against {verdict['before']} for the first stage: the 95% interval of "
+            f"the gain over {verdict['queries']} queries, {lo:+.4f} to {hi:+.4f}, does not rule out no gain"
+        )
+    evidence = {k: v for k, v in (verdict or {}).items() if k != "adopt"}
+    if not registered:
+        return {
+            "adopted": False,
+            "reason": f"{reason}; saved outside the collection, so not adopted",
+            "evidence": evidence,
+        }
+    return adoption.record(kb.model_root, "reranker", name, manifest, adopt, reason, evidence, by="rag train reranker")
 
 
 def _source(

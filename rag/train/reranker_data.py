@@ -22,6 +22,7 @@ from typing import Any
 
 from rag.datasets import load_queries, read_qrels
 from rag.errors import ConfigError, SourceError
+from rag.eval.retrieval import parent_id
 from rag.models.rerank import passage_text
 from rag.retrievers.hybrid import fuse
 from rag.train.loop import Group
@@ -40,10 +41,6 @@ SYNTH_SHOTS = (
         "how does metformin lower blood sugar",
     ),
 )
-
-
-def parent(hit: Hit) -> str:
-    return str(hit.doc.meta.get("parent", hit.doc.id))
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -159,7 +156,7 @@ def synthesize(
             generated += 1
             if not q:
                 continue
-            if doc_id in {parent(h) for h in retriever.retrieve(q, k=roundtrip_k)}:
+            if doc_id in {parent_id(h) for h in retriever.retrieve(q, k=roundtrip_k)}:
                 qid = f"synth{len(queries)}"
                 queries[qid] = q
                 qrels[qid] = {doc_id: 1}
@@ -214,7 +211,7 @@ def mine(
             continue
         b, d = bm25.retrieve(q, k=100), dense.retrieve(q, k=100) if dense is not None else []
         candidates[qid] = fuse([b, d], depth) if dense is not None else b[:depth]  # = kb's hybrid
-        by_parent = {parent(h): h for h in [*b[:depth], *d[:depth]]}
+        by_parent = {parent_id(h): h for h in [*b[:depth], *d[:depth]]}
         given = [texts.get(k) or _doc_text(kb, k, by_parent) for k, v in rel.items() if v <= 0]
         ordered = _disagreements(b[:depth], d[:depth], rel, depth) if dense is not None else list(by_parent)
         ordered = [p for p in ordered if p not in rel]
@@ -244,9 +241,9 @@ def mine(
 def _disagreements(b: list[Hit], d: list[Hit], rel: dict[str, int], depth: int) -> list[str]:
     """Documents of both runs, not labelled: first those ranked in one run's top 10 and missing from the other's
     top ``depth`` (the passages a first stage gets wrong), then the rest by their better rank."""
-    rb = {parent(h): r for r, h in enumerate(b)}
-    rd = {parent(h): r for r, h in enumerate(d)}
-    negs = [p for p in {parent(h): h for h in [*b, *d]} if p not in rel]
+    rb = {parent_id(h): r for r, h in enumerate(b)}
+    rd = {parent_id(h): r for r, h in enumerate(d)}
+    negs = [p for p in {parent_id(h): h for h in [*b, *d]} if p not in rel]
     disagree = [p for p in negs if min(rb.get(p, depth), rd.get(p, depth)) < 10 and (p not in rb or p not in rd)]
     rest = sorted((p for p in negs if p not in disagree), key=lambda p: min(rb.get(p, depth), rd.get(p, depth)))
     return disagree + rest

@@ -53,6 +53,30 @@ def eval_collection(args: argparse.Namespace, corpus: Sequence[Any]) -> tuple[An
     return kb, tmp
 
 
+def add_adapted_arg(a: argparse.ArgumentParser) -> None:
+    """``--adapted on|off``: whether ``auto`` picks the models the collection adopted (``rag train``)."""
+    a.add_argument(
+        "--adapted",
+        default="on",
+        choices=["on", "off"],
+        help="use the models the collection adopted (default on; off: the unadapted pipeline)",
+    )
+
+
+def reranked(kb: Any, retriever: Any, spec: str | None, adapted: bool, depth: int) -> tuple[Any, str | None]:
+    """``retriever`` reranked (its top ``depth``) by ``spec``: a model, ``auto`` (the collection's adopted reranker,
+    unless ``adapted`` is off) or ``none``; returns (retriever, the reranker's name or None)."""
+    from rag.models.adoption import adopted_model
+
+    name = (adopted_model(kb.model_root, "reranker") if adapted else None) if spec == "auto" else spec
+    if name in (None, "none"):
+        return retriever, None
+    from rag.models.rerank import CrossEncoderReranker, Reranked  # torch: loaded only to rerank
+
+    reranker = CrossEncoderReranker(name, collection=kb.model_root, max_candidates=depth)
+    return Reranked(retriever, reranker, candidates=depth), name
+
+
 def add_pipeline_args(a: argparse.ArgumentParser) -> None:
     """The options that shape the pipeline (``rag ask`` and ``rag serve``)."""
     a.add_argument("--llm", default="local", help="local (SmolLM2-135M), hf:<id or path>, or openai:<model>")
@@ -61,7 +85,13 @@ def add_pipeline_args(a: argparse.ArgumentParser) -> None:
     a.add_argument("--mode", choices=["bm25", "dense", "hybrid"], help="default hybrid (bm25 without a dense index)")
     a.add_argument("--k", type=int, default=5, help="passages in the prompt")
     a.add_argument("--candidates", type=int, default=20, help="passages retrieved and reranked")
-    a.add_argument("--rerank", metavar="MODEL", help="reranker (registry name, path or HF id)")
+    a.add_argument(
+        "--rerank",
+        default="auto",
+        metavar="MODEL|auto|none",
+        help="reranker: registry name, path or HF id; auto (default): the collection's adopted one, if any",
+    )
+    add_adapted_arg(a)
     a.add_argument("--decompose", metavar="rules|MODEL", help="split the question: rules or a trained classifier")
     a.add_argument("--verifier", default="lexical", help="lexical (default), a trained verifier, or none")
     a.add_argument("--policy", default="flag", choices=["flag", "repair", "strict"])
@@ -93,7 +123,8 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "llm": make_generator(args.llm, **options),
         "mode": args.mode,
-        "reranker": args.rerank,
+        "reranker": None if args.rerank == "none" else args.rerank,
+        "adapted": args.adapted == "on",
         "decomposer": args.decompose,
         "verifier": None if args.verifier == "none" else args.verifier,
         "policy": args.policy,

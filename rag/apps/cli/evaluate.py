@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from rag.apps.cli.common import eval_collection, print_json
+from rag.apps.cli.common import add_adapted_arg, eval_collection, print_json, reranked
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -20,12 +20,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     qrels = {q: data.qrels[q] for q in queries}
     kb, tmp = eval_collection(args, data.corpus)
     try:
-        retriever = kb.retriever(args.mode)
-        if args.rerank:
-            from rag.models.rerank import CrossEncoderReranker, Reranked
-
-            reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=args.rerank_depth)
-            retriever = Reranked(retriever, reranker, candidates=args.rerank_depth)
+        retriever, reranker = reranked(
+            kb, kb.retriever(args.mode), args.rerank, args.adapted == "on", args.rerank_depth
+        )
         t0 = time.perf_counter()
         scores = evaluate_retriever(retriever, queries, qrels, progress=not args.quiet)
         took = time.perf_counter() - t0
@@ -37,7 +34,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "dataset": str(args.dataset),
         "split": args.split,
         "mode": args.mode,
-        "rerank": args.rerank,
+        "rerank": reranker,
         "queries": len(queries),
         **{k: round(v, 4) for k, v in scores.items()},
         "seconds": round(took, 2),
@@ -45,7 +42,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        rr = f", reranked top {args.rerank_depth} with {args.rerank}" if args.rerank else ""
+        rr = f", reranked top {args.rerank_depth} with {reranker}" if reranker else ""
         print(f"{args.dataset} ({args.split}, {len(queries)} queries), mode={args.mode}{rr}")
         for k, v in scores.items():
             print(f"  {k:<11} {v:.4f}")
@@ -115,7 +112,13 @@ def add_eval_retrieval(evs: Any) -> None:
     er.add_argument("--chunk-size", type=int, default=0, help="0 (default) indexes each document whole")
     er.add_argument("--collection", "--store", help="reuse (or create and keep) the collection here")
     er.add_argument("--max-queries", type=int, default=0)
-    er.add_argument("--rerank", metavar="MODEL", help="rerank with this reranker (registry name, path or HF id)")
+    er.add_argument(
+        "--rerank",
+        default="auto",
+        metavar="MODEL|auto|none",
+        help="rerank with this reranker (registry name, path or HF id); auto (default): the collection's adopted one",
+    )
+    add_adapted_arg(er)
     er.add_argument("--rerank-depth", type=int, default=30, help="first-stage hits reranked (default 30)")
     er.add_argument("--json", action="store_true")
     er.add_argument("--quiet", action="store_true")

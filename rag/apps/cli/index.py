@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.apps.cli.common import EXIT_PARTIAL, filters_from, open_collection, print_json
+from rag.apps.cli.common import EXIT_PARTIAL, add_adapted_arg, filters_from, open_collection, print_json, reranked
 
 
 @dataclass
@@ -132,7 +132,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     with open_collection(args) as kb:
-        retriever = kb.retriever(args.mode, k=args.k)
+        retriever, reranker = reranked(
+            kb, kb.retriever(args.mode, k=args.k), args.rerank, args.adapted == "on", args.rerank_depth
+        )
         kb.load()  # model and index loading are not part of the query time
         filters = filters_from(args)
         t0 = time.perf_counter()
@@ -151,7 +153,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         snippet = snippet[:240] + ("..." if len(snippet) > 240 else "")
         print(f"{i:>2}. {h.score:.4f}  {h.doc.id}" + (f"  ({where})" if where else ""))
         print(f"    {snippet}")
-    print(f"{len(hits)} hits in {took:.1f} ms ({args.mode})")
+    print(f"{len(hits)} hits in {took:.1f} ms ({args.mode}{f', reranked by {reranker}' if reranker else ''})")
     return 0
 
 
@@ -242,6 +244,14 @@ def _add_search(sub: Any) -> None:
         metavar="FIELD=VALUE",
         help="metadata filter: FIELD=V, FIELD!=V, FIELD>=V, FIELD<V ...; repeat a field for OR",
     )
+    se.add_argument(
+        "--rerank",
+        default="none",
+        metavar="MODEL|auto|none",
+        help="rerank the hits: a model, or auto (the collection's adopted reranker, if any); default none",
+    )
+    se.add_argument("--rerank-depth", type=int, default=30, help="first-stage hits reranked (default 30)")
+    add_adapted_arg(se)
     se.add_argument("--json", action="store_true")
     se.set_defaults(func=cmd_search)
 

@@ -197,6 +197,11 @@ class Collection(abc.ABC):
     def ids(self) -> list[str]:
         """All document ids, sorted."""
 
+    def chunk_vectors(self) -> tuple[list[Doc], np.ndarray | None]:
+        """Every chunk, with its stored embeddings as rows in the same order, or None where this kind of collection
+        cannot hand them out cheaply (the caller encodes the chunks). ``rag adapt`` builds its first stage on them."""
+        return self.get(self.ids()), None
+
     @abc.abstractmethod
     def hashes(self) -> dict[str, str]:
         """The content hash of every stored document, by id (what a re-run of an ingest compares against)."""

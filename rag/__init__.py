@@ -66,10 +66,13 @@ _LAZY = {
     "Tool": "rag.tools.base",
     "tool": "rag.tools.base",
     "http_tool": "rag.tools.base",
+    "adapt": "rag.train.adapt",
+    "AdaptConfig": "rag.train.adapt",
 }
 
 __all__ = [
     "RAG",
+    "AdaptConfig",
     "Answer",
     "BM25Index",
     "BM25Params",
@@ -116,6 +119,7 @@ __all__ = [
     "ToolRetriever",
     "UnsafeQueryError",
     "__version__",
+    "adapt",
     "add_tables",
     "fuse",
     "http_tool",

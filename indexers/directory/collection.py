@@ -205,6 +205,14 @@ class DirectoryCollection(Collection):
         """All document ids, sorted."""
         return self.store.doc_ids(self.generation)
 
+    def chunk_vectors(self) -> tuple[list[Doc], np.ndarray | None]:
+        """Every chunk in ordinal order, with the dense index's vectors (reconstructed, not re-encoded)."""
+        with self.reading():
+            ords = [o for batch, _ in self.store.iter_chunks(self.generation) for o in batch.tolist()]
+            docs = self.store.chunks(ords)
+            vecs = self.dense.reconstruct(np.asarray(ords, dtype=np.int64)) if self.has_dense else None
+        return [docs[o] for o in ords], vecs
+
     def hashes(self) -> dict[str, str]:
         return self.store.doc_hashes(self.ids(), self.generation)
 

@@ -58,9 +58,11 @@ def record(
     reason: str,
     evidence: dict[str, Any],
     by: str = "rag train",
+    withdraw: bool = True,
 ) -> dict[str, Any]:
     """Record a decision about the model ``name`` of ``task`` (its ``manifest`` as written); an adoption replaces
-    the task's adopted model, a rejection of the adopted model's name withdraws it. Returns the decision."""
+    the task's adopted model, a rejection of the adopted model's name withdraws it unless ``withdraw`` is false
+    (``rag adapt`` rejects a candidate that never replaced the adopted files). Returns the decision."""
     data = read(collection)
     at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     decision = {
@@ -75,7 +77,7 @@ def record(
     if adopt:
         data["adopted"][task] = {"name": name, "checksum": manifest.get("checksum"), "at": at, "by": by,
                                  "evidence": evidence}  # fmt: skip
-    elif data["adopted"].get(task, {}).get("name") == name:
+    elif withdraw and data["adopted"].get(task, {}).get("name") == name:
         del data["adopted"][task]
     data["decisions"] = [*data.get("decisions", []), decision][-200:]
     path = _path(collection)

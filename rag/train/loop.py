@@ -49,6 +49,7 @@ class TrainConfig:
     head_lr_scale: float = 20.0
     max_length: int = 256
     max_steps: int = 0
+    max_seconds: float = 0.0  # stop when this much time has passed (0: no limit); the schedule fits the steps left
     seed: int = 0
     threads: int | None = None
     progress: bool = True
@@ -98,11 +99,14 @@ def fit(
     total = max(1, round(max(1, -(-len(groups) // groups_per_step)) * config.epochs))
     if config.max_steps:
         total = min(total, config.max_steps)
-    opt, sched = _optimizer(net, config, total)
+    plan = [total]  # the schedule's length: shortened once the time limit shows how many steps fit
+    opt, sched = _optimizer(net, config, plan)
     stats = TrainStats()
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=f"training ({objective})", unit="step", disable=not config.progress)
     for step, batch in zip(range(total), _batches(groups, groups_per_step, config.seed), strict=False):
+        if step >= plan[0] or (config.max_seconds and time.perf_counter() - t0 > config.max_seconds):
+            break
         loss = _loss(net, tok, batch, objective, config.max_length)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -113,6 +117,10 @@ def fit(
         stats.steps = step + 1
         stats.examples += len(batch)
         bar.update(1)
+        if config.max_seconds and step in (4, 20):  # enough steps to know their pace, and again once warm
+            pace = (time.perf_counter() - t0) / (step + 1)
+            plan[0] = min(total, max(step + 1, int(config.max_seconds / pace)))
+            bar.total = plan[0]
         if step % 10 == 0:
             bar.set_postfix(loss=f"{sum(stats.losses[-50:]) / len(stats.losses[-50:]):.3f}")
     bar.close()
@@ -123,10 +131,11 @@ def fit(
     return stats
 
 
-def _optimizer(net: Any, config: TrainConfig, total: int) -> tuple[Any, Any]:
+def _optimizer(net: Any, config: TrainConfig, plan: list[int]) -> tuple[Any, Any]:
     """AdamW with a linear warm-up and decay over ``total`` steps. The new head (and the pooler, unused by
     sentence-transformers models) learns ``head_lr_scale`` times faster: with a few hundred steps on CPU, a head at
-    the encoder's rate barely leaves its random start."""
+    the encoder's rate barely leaves its random start. ``plan[0]`` is the number of steps; it may shrink while
+    training (a time limit), and the decay follows it."""
     import torch
 
     params: dict[tuple[bool, bool], list[Any]] = {}
@@ -141,9 +150,9 @@ def _optimizer(net: Any, config: TrainConfig, total: int) -> tuple[Any, Any]:
         ],
         lr=config.lr,
     )
-    warm = max(1, int(total * config.warmup))
+    warm = max(1, int(plan[0] * config.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (plan[0] - s) / max(1, plan[0] - warm))
     )
     return opt, sched
 
@@ -174,13 +183,13 @@ def _loss(net: Any, tok: Any, batch: Sequence[Group], objective: str, max_length
         max_length=max_length,
         padding=True,
         return_tensors="pt",
-    )
+    ).to(net.device)  # a GPU when the model is on one (sentence-transformers puts it there when CUDA is visible)
     logits = net(**enc).logits
     if objective == "contrast":
         return _contrast_loss(logits, batch)
     if objective == "listwise":
         logits = logits.view(len(batch), len(batch[0].pairs))
-    return F.cross_entropy(logits, torch.tensor([g.label for g in batch], dtype=torch.long))
+    return F.cross_entropy(logits, torch.tensor([g.label for g in batch], dtype=torch.long, device=logits.device))
 
 
 def _contrast_loss(logits: Any, batch: Sequence[Group]) -> Any:
@@ -189,9 +198,9 @@ def _contrast_loss(logits: Any, batch: Sequence[Group]) -> Any:
     import torch
     import torch.nn.functional as F
 
-    labels = torch.tensor([c for g in batch for c in g.labels], dtype=torch.long)
+    labels = torch.tensor([c for g in batch for c in g.labels], dtype=torch.long, device=logits.device)
     loss = F.cross_entropy(logits, labels)
-    first = torch.zeros(1, dtype=torch.long)
+    first = torch.zeros(1, dtype=torch.long, device=logits.device)
     listwise = [
         F.cross_entropy(scores.unsqueeze(0), first)
         for scores, g in zip(logits[:, 0].split([len(g.pairs) for g in batch]), batch, strict=True)

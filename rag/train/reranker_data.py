@@ -131,13 +131,21 @@ def read_qrels_source(
 
 
 def synthesize(
-    kb: Any, n: int, generator: Any, roundtrip_k: int = 10, seed: int = 0, batch: int = 8, progress: bool = True
+    kb: Any,
+    n: int,
+    generator: Any,
+    roundtrip_k: int = 10,
+    seed: int = 0,
+    batch: int = 8,
+    progress: bool = True,
+    among: list[str] | None = None,
 ) -> tuple[dict[str, str], dict[str, dict[str, int]], dict[str, int]]:
-    """LLM-written queries for ``n`` sampled chunks, kept when retrieval finds the chunk in the top ``roundtrip_k``.
-    Returns (queries, qrels by parent document, counts of generated / kept)."""
+    """LLM-written queries for ``n`` sampled chunks (of the documents ``among``, default all), kept when retrieval
+    finds the chunk in the top ``roundtrip_k``. Returns (queries, qrels by parent document, counts of generated /
+    kept)."""
     from tqdm import tqdm
 
-    ids = kb.ids()
+    ids = kb.ids() if among is None else among
     if not ids:
         raise ConfigError(f"collection {kb.location} is empty; index documents before --synthesize")
     rng = random.Random(seed)
@@ -151,7 +159,7 @@ def synthesize(
     for i in tqdm(range(0, len(picks), batch), desc="writing queries", unit="batch", disable=not progress):
         part = picks[i : i + batch]
         prompts = [_synth_prompt(passage_text(Hit(c, 0.0, ""))) for _, c in part]
-        for (doc_id, _chunk), text in zip(part, generator.generate_batch(prompts, max_new_tokens=40), strict=True):
+        for (doc_id, _chunk), text in zip(part, _write_queries(generator, prompts), strict=True):
             q = _clean_query(text)
             generated += 1
             if not q:
@@ -161,6 +169,14 @@ def synthesize(
                 queries[qid] = q
                 qrels[qid] = {doc_id: 1}
     return queries, qrels, {"sampled": len(picks), "generated": generated, "kept": len(queries)}
+
+
+def _write_queries(generator: Any, prompts: list[list[dict[str, str]]]) -> list[str]:
+    """One query per prompt: in one batch where the generator can (the local model), else one by one (a server)."""
+    batch = getattr(generator, "generate_batch", None)
+    if callable(batch):
+        return list(batch(prompts, max_new_tokens=40))
+    return [generator.generate(p, max_new_tokens=40) for p in prompts]
 
 
 def _synth_prompt(passage: str) -> list[dict[str, str]]:

@@ -99,6 +99,33 @@ def test_ask_streams_hits_tokens_then_the_answer(client: httpx.Client) -> None:
     assert evs[-1][0] == "answer" and {c["verdict"] for c in evs[-1][1]["claims"]} == {"supported", "unsupported"}
 
 
+def test_feedback_on_an_answer_and_its_citations_is_stored_in_the_collection(client: httpx.Client, kb) -> None:
+    from rag.models import feedback
+
+    question = "How often must API keys be rotated?"
+    answer = client.post("/ask", json={"question": question}).json()
+    streamed = events(client.post("/ask", json={"question": question, "stream": True}).text)[-1][1]
+    assert len(answer["answer_id"]) == 32 and streamed["answer_id"] not in ("", answer["answer_id"])
+    before = len(feedback.read(kb.model_root))
+    for body in (
+        {"question": question, "answer_id": answer["answer_id"], "doc_id": "security.md", "useful": True},
+        {"question": question, "answer_id": answer["answer_id"], "doc_id": "cafeteria.txt", "useful": False},
+        {"question": question, "answer_id": answer["answer_id"], "useful": True},  # the answer as a whole
+    ):
+        r = client.post("/feedback", json=body)
+        assert r.status_code == 200 and r.json()["stored"]["useful"] is body["useful"], r.text
+    assert r.json()["judgements"] == before + 3
+    stored = feedback.read(kb.model_root)[-3:]
+    assert [e["doc_id"] for e in stored] == ["security.md", "cafeteria.txt", None]
+    questions, labels = feedback.labels(kb.model_root)
+    (qid,) = [q for q, text in questions.items() if text == question]
+    assert labels[qid] == {"security.md": 1, "cafeteria.txt": 0}  # the whole-answer judgement labels no document
+    unknown = client.post("/feedback", json={"question": question, "doc_id": "nope.md", "useful": True})
+    assert unknown.status_code == 404 and "nope.md" in unknown.json()["error"]["message"]
+    assert client.post("/feedback", json={"question": question}).status_code == 422  # useful is required
+    assert len(feedback.read(kb.model_root)) == before + 3  # refused judgements store nothing
+
+
 def test_off_topic_question_abstains(client: httpx.Client) -> None:
     answer = client.post("/ask", json={"question": "Who won the 1954 football world cup?"}).json()
     assert answer["abstained"] and answer["trace"]["abstain_reason"]
@@ -230,6 +257,8 @@ def test_read_only_server_refuses_writes(kb: Collection, tmp_path: Path) -> None
         r = httpx.post(f"{url}/documents", json={"documents": [{"text": "new"}]})
         assert r.status_code == 403 and "read-only" in r.json()["error"]["message"]
         assert httpx.post(f"{url}/search", json={"query": "keys", "mode": "bm25"}).status_code == 200
+        fb = httpx.post(f"{url}/feedback", json={"question": "keys?", "doc_id": "security.md", "useful": True})
+        assert fb.status_code == 200  # feedback changes no document: a read-only server takes it
 
 
 def test_searches_are_served_and_consistent_while_documents_are_added(tmp_path: Path) -> None:

@@ -175,6 +175,32 @@ def test_streams_marks_claims_opens_citations_and_abstains(open_chat: Any, kb: A
         expect(page.locator(".error")).to_have_count(0)
 
 
+def test_thumbs_on_a_cited_passage_and_on_the_answer_are_stored_as_feedback(open_chat: Any, kb: Any) -> None:
+    from rag.models import feedback
+
+    before = len(feedback.read(kb.model_root))
+    with open_chat(Scripted(KEYS_A), token="s3cret") as chat:
+        page = chat.page
+        page.evaluate("sessionStorage.setItem('pilotfish-token', 's3cret')")
+        bubble = chat.answer(KEYS_Q)
+        bubble.locator('.sources .citation[data-hit-id="security.md"]').click()
+        row = bubble.locator(".passage .feedback")
+        expect(row).to_contain_text("Was this passage useful?")
+        row.locator('.thumb[data-useful="true"]').click()
+        expect(row.locator(".feedback-note")).to_have_text("Thanks, noted.")
+        expect(row.locator('.thumb[data-useful="true"]')).to_have_attribute("aria-pressed", "true")
+        whole = bubble.locator(":scope > .feedback")
+        expect(whole).to_contain_text("Was this answer useful?")
+        whole.locator('.thumb[data-useful="false"]').click()
+        expect(whole.locator(".feedback-note")).to_have_text("Thanks, noted.")
+    stored = feedback.read(kb.model_root)[before:]
+    assert [(e["question"], e["doc_id"], e["useful"]) for e in stored] == [
+        (KEYS_Q, "security.md", True),
+        (KEYS_Q, None, False),
+    ]
+    assert stored[0]["answer_id"] == stored[1]["answer_id"] and len(stored[0]["answer_id"]) == 32
+
+
 def test_token_prompt_on_401_then_the_answer_arrives(open_chat: Any) -> None:
     with open_chat(Slow(KEYS_A), token="s3cret") as chat:
         page = chat.page

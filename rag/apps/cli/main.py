@@ -1,6 +1,6 @@
 """The ``rag`` command: index, search, eval, reindex, info, check, delete (:mod:`rag.apps.cli.index`); ask, eval
-cascade and llm-serve (:mod:`rag.apps.cli.ask`); train and models (:mod:`rag.apps.cli.models`); serve
-(:mod:`rag.apps.cli.serve`).
+cascade and llm-serve (:mod:`rag.apps.cli.ask`); train and models (:mod:`rag.apps.cli.models`); adapt
+(:mod:`rag.apps.cli.adapt`); serve (:mod:`rag.apps.cli.serve`).
 
 Exit status: 0 success; 1 error (message on stderr); 2 bad usage; 3 done, but some inputs were
 skipped (listed on stderr).
@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rag.apps.cli import ask, evaluate, index, models, serve
+from rag.apps.cli import adapt, ask, evaluate, index, models, serve
 from rag.errors import RagError
 
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_maintenance_parsers(sub)
     ask.add_parsers(sub)
     models.add_parsers(sub)
+    adapt.add_parsers(sub)
     serve.add_parsers(sub)
     return p
 

@@ -153,8 +153,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print(f"{m['task']:<11} {m['name']:<20} {m['where']:<10} {base:<10} {created:<25} {shown}")
         if m.get("adopted"):
             ev = m["adopted"]["evidence"] or {}
-            print(f"{'':<11} ADOPTED {m['adopted']['at']} by {m['adopted']['by']}: held-out {ev.get('metric')} "
-                  f"{ev.get('after')} against {ev.get('before')} unadapted ({ev.get('queries')} queries)")  # fmt: skip
+            kind = ev.get("queries_kind", "held-out training queries")
+            print(f"{'':<11} ADOPTED {m['adopted']['at']} by {m['adopted']['by']}: {ev.get('metric')} "
+                  f"{ev.get('after')} against {ev.get('before')} unadapted ({ev.get('queries')} {kind})")  # fmt: skip
         print(f"{'':<11} {m['path']}")
     return 0
 

@@ -1,5 +1,9 @@
 """The routes of ``rag serve`` (see :mod:`rag.apps.server.app`): health, the chat page, search, ask (JSON or
-server-sent events) and the documents of a collection."""
+server-sent events), feedback on answers and the documents of a collection.
+
+Every answer carries an ``answer_id`` (a random hex id); ``POST /feedback`` stores a user's judgement of the answer
+or of one cited document in the collection (:mod:`rag.models.feedback`), where ``rag adapt`` finds it. Feedback is
+accepted from a read-only server too: it changes no document."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from typing import Any, Literal
@@ -20,6 +25,7 @@ from rag.apps.server.catalog import Catalog, Served
 from rag.apps.server.guard import error_body, status_of
 from rag.checks import check_query
 from rag.errors import RagError
+from rag.models import feedback as store
 from rag.types import Doc
 from rag.version import __version__
 
@@ -42,6 +48,13 @@ class AskBody(_Body):
     question: str
     filters: dict[str, Any] | None = None
     stream: bool = False
+
+
+class FeedbackBody(_Body):
+    question: str = Field(min_length=1, max_length=4000)
+    useful: bool
+    answer_id: str | None = Field(None, max_length=64, description="the answer_id /ask returned")
+    doc_id: str | None = Field(None, min_length=1, description="a cited document; none: the answer as a whole")
 
 
 class DocIn(BaseModel):
@@ -78,10 +91,25 @@ def add_routes(app: FastAPI, catalog: Catalog) -> None:
     def ask(body: AskBody) -> Any:
         s = catalog.pick(body.collection)
         rag = s.rag()
+        answer_id = uuid.uuid4().hex
         if not body.stream:
-            return JSONResponse(json.loads(json.dumps(rag.ask(body.question, body.filters).to_dict(), default=str)))
+            answer = {**rag.ask(body.question, body.filters).to_dict(), "answer_id": answer_id}
+            return JSONResponse(json.loads(json.dumps(answer, default=str)))
         check_query(body.question)  # a bad question is a 400, not an error event
-        return StreamingResponse(_sse(rag, body.question, body.filters), media_type="text/event-stream")
+        return StreamingResponse(_sse(rag, body.question, body.filters, answer_id), media_type="text/event-stream")
+
+    @app.post("/feedback")
+    def feedback(body: FeedbackBody) -> dict[str, Any]:
+        s = catalog.pick(body.collection)
+        if s.kb.model_root is None:
+            raise HTTPException(409, f"collection {s.name!r} keeps no models folder, so no feedback; serve a folder")
+        if body.doc_id is not None and not s.kb.get([body.doc_id]):
+            raise HTTPException(404, f"no document {body.doc_id!r} in collection {s.name!r}; send a cited doc id")
+        with s.writing:
+            entry = store.record(s.kb.model_root, body.question, body.useful, answer_id=body.answer_id,
+                                 doc_id=body.doc_id)  # fmt: skip
+            total = len(store.read(s.kb.model_root))
+        return {"stored": entry, "collection": s.name, "judgements": total}
 
 
 def _write(s: Served, action: str, arg: Any) -> dict[str, Any]:
@@ -133,7 +161,7 @@ def _event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
 
 
-async def _sse(rag: Any, question: str, filters: Mapping[str, Any] | None) -> AsyncIterator[str]:
+async def _sse(rag: Any, question: str, filters: Mapping[str, Any] | None, answer_id: str) -> AsyncIterator[str]:
     """Server-sent events of one answer; a client that disconnects stops the generation."""
     try:
         async with contextlib.aclosing(rag.astream(question, filters)) as events:  # closed at once on hang-up
@@ -143,7 +171,7 @@ async def _sse(rag: Any, question: str, filters: Mapping[str, Any] | None) -> As
                 elif ev.type == "token" and ev.text:
                     yield _event("token", {"text": ev.text})
                 elif ev.answer is not None:
-                    yield _event("answer", ev.answer.to_dict())
+                    yield _event("answer", {**ev.answer.to_dict(), "answer_id": answer_id})
     except RagError as e:
         yield _event("error", error_body(status_of(e), str(e), type(e).__name__)["error"])
     except Exception as e:  # the response has started: the status cannot change, so say it in the stream

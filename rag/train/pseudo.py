@@ -105,11 +105,14 @@ def pseudo_queries(docs: dict[str, list[Doc]], n: int, sources: Sequence[str] = 
 
 
 def mask(chunk: Doc, p: Pseudo) -> Doc:
-    """The chunk without the pseudo-query's span: the title dropped (meta and a leading copy in the text), or the
-    sentence (crop) cut out of the text."""
+    """The chunk without the pseudo-query's span: the title dropped (meta, and a copy near the start of the text,
+    such as a Markdown heading), or the sentence (crop) cut out of the text."""
     if p.source == "title":
         meta = {k: v for k, v in chunk.meta.items() if k != "title"}
-        text = chunk.text[len(p.span) :].lstrip(" .:\n") if chunk.text.startswith(p.span) else chunk.text
+        at = chunk.text.find(p.span)
+        text = chunk.text
+        if 0 <= at < 200:
+            text = f"{text[:at].rstrip(' #')} {text[at + len(p.span) :].lstrip(' .:')}".strip()
         return replace(chunk, text=text, meta=meta)
     flat = " ".join(chunk.text.split())
     return replace(chunk, text=" ".join(flat.replace(p.span, " ").split()))

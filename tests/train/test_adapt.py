@@ -19,7 +19,7 @@ from tests.support.reports import reports
 
 
 def test_a_pseudo_query_is_a_sentence_or_the_title_and_is_cut_out_of_its_document() -> None:
-    from rag.train.pseudo import mask, pseudo_queries
+    from rag.train.pseudo import Pseudo, mask, pseudo_queries
 
     docs = {d.id: [Doc(d.text, id=f"{d.id}#0", meta={**d.meta, "parent": d.id})] for d in reports(30)}
     made = pseudo_queries(docs, 20, seed=3)
@@ -33,6 +33,10 @@ def test_a_pseudo_query_is_a_sentence_or_the_title_and_is_cut_out_of_its_documen
         else:
             assert p.query in chunk.text and p.query not in masked.text and masked.meta == chunk.meta
     assert {p.source for p in pseudo_queries(docs, 10, sources=["title"])} == {"title"}
+    heading = Doc("# Key rotation\n\nRotate keys every 90 days. Old keys stop working.", id="k#0",
+                  meta={"parent": "k", "title": "Key rotation"})  # fmt: skip
+    cut = mask(heading, Pseudo("p", "Key rotation", "k", "title", "Key rotation"))
+    assert cut.text == "Rotate keys every 90 days. Old keys stop working." and "title" not in cut.meta
     # text with neither sentences nor a title (NFCorpus's preprocessed abstracts): a crop of 8-16 words
     flat = {d: [Doc(" ".join(c.text.lower().replace(".", "").split()), id=c.id, meta={"parent": d})] for d, (c,) in
             docs.items()}  # fmt: skip

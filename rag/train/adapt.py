@@ -28,7 +28,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,7 @@ def adapt(
     """Adapt the collection's reranker from its own text (module docstring). ``generator`` writes queries in place
     of the LLM ``config.llm`` names. Returns the report that ``rag adapt --json`` prints: every candidate with its
     held-out scores, ``adopted`` and ``rejected``."""
-    config = config or AdaptConfig()
+    config = replace(config or AdaptConfig(), started=time.monotonic())  # the budget counts from here
     if kb.model_root is None:
         raise ConfigError(
             f"collection {kb.location} keeps no models, so it cannot adopt one; adapt a collection folder"

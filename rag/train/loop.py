@@ -132,7 +132,7 @@ def fit(
 
 
 def _optimizer(net: Any, config: TrainConfig, plan: list[int]) -> tuple[Any, Any]:
-    """AdamW with a linear warm-up and decay over ``total`` steps. The new head (and the pooler, unused by
+    """AdamW with a linear warm-up and decay over ``plan[0]`` steps. The new head (and the pooler, unused by
     sentence-transformers models) learns ``head_lr_scale`` times faster: with a few hundred steps on CPU, a head at
     the encoder's rate barely leaves its random start. ``plan[0]`` is the number of steps; it may shrink while
     training (a time limit), and the decay follows it."""

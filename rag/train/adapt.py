@@ -38,7 +38,7 @@ from rag.models import adoption, feedback
 from rag.models.registry import data_hash, model_dir, write_model_manifest, writing_model
 from rag.models.rerank import passage_text, score_pairs
 from rag.train.gate import decide, per_query
-from rag.train.loop import TrainConfig, fit, new_cross_encoder
+from rag.train.loop import Group, TrainConfig, fit, new_cross_encoder
 from rag.train.pseudo import SOURCES, Shadow, by_document, pseudo_queries
 from rag.train.reranker_data import mine, synthesize
 from rag.types import Doc, Hit
@@ -214,8 +214,6 @@ def _gate_pairs_per_second(model: Any, data: dict[str, Any]) -> float:
 
 def _train(dest: Path, data: dict[str, Any], config: AdaptConfig) -> dict[str, Any]:
     """Stage 2: train within the budget left after the gate's share; the model is saved at ``dest``."""
-    from rag.train.loop import Group
-
     model = new_cross_encoder(config.base, num_labels=1, max_length=config.max_length)
     pairs = sum(len(c) for c in data["heldout"].values())
     gate_seconds = 1.2 * pairs / _gate_pairs_per_second(model, data) + 15

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.indexers.store import index_text
 from rag.retrievers.bm25_index import BM25Index
 from rag.retrievers.hybrid import fuse
 from rag.text.sentences import split_sentences
@@ -118,11 +119,6 @@ def mask(chunk: Doc, p: Pseudo) -> Doc:
     return replace(chunk, text=" ".join(flat.replace(p.span, " ").split()))
 
 
-def _index_text(chunk: Doc) -> str:
-    title = chunk.meta.get("title")
-    return f"{title}\n{chunk.text}" if title and not chunk.text.startswith(str(title)) else chunk.text
-
-
 class _Run:
     """One retriever of the shadow (``bm25`` or ``dense``)."""
 
@@ -168,7 +164,7 @@ class Shadow:
         self.docs = by_document(self.chunks)
         base = kb.bm25
         self.bm25 = BM25Index(params=base.params, tokenizer=base.tokenizer)
-        self.bm25.add(np.arange(len(self.chunks)), [_index_text(c) for c in self.chunks])
+        self.bm25.add(np.arange(len(self.chunks)), [index_text(c.text, c.meta) for c in self.chunks])
         self.encoder = kb.encoder if kb.has_dense else None
         self.vectors = np.zeros((0, 0), dtype=np.float32)
         self._queries: dict[str, np.ndarray] = {}
@@ -178,7 +174,8 @@ class Shadow:
     def _embed(self, stored: np.ndarray | None, sources: dict[str, Pseudo], progress: bool) -> np.ndarray:
         """The shadow's chunk vectors: stored ones kept, masked (or all, without stored ones) encoded."""
         todo = [i for i, c in enumerate(self.chunks) if stored is None or _parent(c) in sources]
-        fresh = _encode(self.encoder, [_index_text(self.chunks[i]) for i in todo], "encoding masked chunks", progress)
+        texts = [index_text(self.chunks[i].text, self.chunks[i].meta) for i in todo]
+        fresh = _encode(self.encoder, texts, "encoding masked chunks", progress)
         if stored is None:
             return fresh
         out = np.array(stored, dtype=np.float32)

@@ -157,6 +157,7 @@ class LocalGenerator:
             set_threads(self._threads)
             gguf = smollm2_gguf() if self.name == DEFAULT_LLM else Path(self.name)
             cache = converted_dir(gguf) if gguf.suffix == ".gguf" else None
+            kwargs: dict[str, Any]  # Any: transformers' stubs type each keyword differently across releases
             if cache is not None and (cache / "config.json").exists():
                 where, kwargs = str(cache), {}
             elif gguf.suffix == ".gguf":

@@ -56,6 +56,16 @@ class Generator(Protocol):
 
 
 @runtime_checkable
+class Reader(Protocol):
+    """Extractive QA: the ``top`` best answer spans over ``hits``, best first. A span has ``text``, ``hit`` (the
+    index of its passage in ``hits``), ``score`` and ``null_score`` (the reader's no-answer score; the span is an
+    answer only when its score is at least that), ``confidence`` and ``to_dict()``
+    (:class:`rag.models.reader.Span`)."""
+
+    def read(self, question: str, hits: Sequence[Hit], top: int = 1) -> Sequence[Any]: ...
+
+
+@runtime_checkable
 class Verifier(Protocol):
     """The claims of ``answer_text``, each with the passages cited for it, its support and a verdict."""
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rag.protocols import Decomposer, Generator, Reranker, Retriever, Verifier
+from rag.errors import ConfigError
+from rag.protocols import Decomposer, Generator, Reader, Reranker, Retriever, Verifier
 
 
 def generator(llm: str | Generator, max_new_tokens: int) -> Generator:
@@ -35,6 +36,25 @@ def reranker(spec: str | Reranker | None, model_root: Any, adapted: bool = True)
     from rag.models.rerank import CrossEncoderReranker  # torch & sentence-transformers: loaded when one is used
 
     return CrossEncoderReranker(spec, collection=model_root)
+
+
+def reader(spec: str | Reader | None, model_root: Any, required: bool = False) -> Reader | None:
+    """A reader by registry name, path or HF id; ``auto``: the reader registered as ``default`` (in the collection,
+    then the model home), or none when there is none and it is not ``required`` (no LLM to answer with); an object
+    as it is; None for none."""
+    if spec == "auto":
+        from rag.models.registry import resolve_model
+
+        if not resolve_model("default", "reader", model_root)[1] and not required:
+            return None
+        spec = "default"
+    if not isinstance(spec, str):
+        if spec is None and required:
+            raise ConfigError("with no LLM (llm=None, --llm none) the answer comes from a reader; name or train one")
+        return spec
+    from rag.models.reader import Reader as ExtractiveReader  # transformers: loaded when a reader is used
+
+    return ExtractiveReader(spec, collection=model_root)
 
 
 def decomposer(spec: str | Decomposer | None, model_root: Any) -> Decomposer | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.answer.policy import abstain, closest_sentence
+from rag.answer.reply import says_abstain
 from rag.answer.stages import evidence_overlap
 from rag.eval.qa import token_f1
 from rag.types import Answer
@@ -35,10 +36,11 @@ SIGNALS = ("support_mean", "support_min", "overlap", "agreement", "abstained", "
 
 
 class Extractive:
-    """An answerer with no LLM: the sentence of the evidence closest to the question, verified.
+    """An answerer with no LLM: the span the pipeline's extractive reader finds (``rag train reader``), or, when it
+    has none, the sentence of the evidence closest to the question; verified.
 
-    Uses a pipeline's retrieval stages (decompose, retrieve, fuse, rerank) and verifier; the generator is never
-    called. Cheap, and often enough for factoid questions whose answer is one sentence of one passage.
+    Uses a pipeline's retrieval stages (decompose, retrieve, fuse, rerank), reader and verifier; the generator is
+    never called. Cheap, and often enough for factoid questions whose answer is in one passage.
     """
 
     name = "extractive"
@@ -50,6 +52,15 @@ class Extractive:
         t0 = time.perf_counter()
         hits = self.rag.retrieve(question, filters)
         trace = {"question": question, "total_ms": 0.0, "stages": []}
+        if getattr(self.rag, "reader", None) is not None:
+            stages = self.rag.stages()
+            text = stages.read(question, hits)
+            trace["stages"] = stages.ledger.stages
+            if says_abstain(text):
+                return abstain(question, hits, "the reader found no answer in the evidence", trace)
+            claims = self.rag.verify(question, text, hits)
+            trace["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+            return Answer(text=text, claims=tuple(claims), hits=tuple(hits), trace=trace)
         found = closest_sentence(question, "", hits)
         if found is None:
             return abstain(question, hits, "no evidence sentence shares a term with the question", trace)

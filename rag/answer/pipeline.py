@@ -39,7 +39,7 @@ from rag.answer.routing import check_routes
 from rag.answer.stages import Stages
 from rag.checks import check_query
 from rag.errors import ConfigError
-from rag.protocols import Decomposer, Generator, Reranker, Retriever, Verifier
+from rag.protocols import Decomposer, Generator, Reader, Reranker, Retriever, Verifier
 from rag.types import Answer, Claim, Hit
 
 
@@ -59,7 +59,10 @@ class RAG:
 
     Args:
         retriever: any Retriever (a collection's hybrid retriever by default in :meth:`from_collection`).
-        generator: the frozen LLM (``generate(messages, max_new_tokens=)`` and ``stream(...)``).
+        generator: the frozen LLM (``generate(messages, max_new_tokens=)`` and ``stream(...)``); None answers
+            with ``reader`` alone.
+        reader: an extractive reader (:class:`~rag.models.reader.Reader`): with no LLM, the answer is its best
+            span, cited, or an abstention when its no-answer score wins; also the cascade's cheapest level.
         reranker: reorders the fused candidates (``rerank(query, hits, k)``); None keeps retrieval order.
         decomposer: splits the question into sub-queries, each retrieved and fused; None retrieves the question.
         verifier: scores each claim against the evidence; None leaves claims ``unchecked``.
@@ -79,7 +82,7 @@ class RAG:
     def __init__(
         self,
         retriever: Retriever,
-        generator: Generator,
+        generator: Generator | None,
         *,
         reranker: Reranker | None = None,
         decomposer: Decomposer | None = None,
@@ -92,6 +95,7 @@ class RAG:
         threshold: float = 0.5,
         min_overlap: float = 0.2,
         routes: Mapping[str, Retriever] | None = None,
+        reader: Reader | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ConfigError(f"unknown verification policy {policy!r}; use flag, repair or strict")
@@ -104,13 +108,14 @@ class RAG:
         self.budget_tokens, self.max_new_tokens = budget_tokens, max_new_tokens
         self.threshold, self.min_overlap = threshold, min_overlap
         self.routes = check_routes(routes)
+        self.reader = reader
 
     @classmethod
     def from_collection(
         cls,
         collection: Any,
         *,
-        llm: str | Generator = "local",
+        llm: str | Generator | None = "local",
         mode: str | None = None,
         reranker: str | Reranker | None = "auto",
         decomposer: str | Decomposer | None = None,
@@ -118,6 +123,7 @@ class RAG:
         tables: str | None = "rows",
         tools: Sequence[Any] | None = None,
         adapted: bool = True,
+        reader: str | Reader | None = "auto",
         **options: Any,
     ) -> RAG:
         """A pipeline over a collection (an open :class:`~rag.indexers.collection.Collection` or its path).
@@ -130,13 +136,16 @@ class RAG:
         name/path, an object, or None. ``tables``: how table questions are answered when the collection holds
         tables: ``rows``, ``sql`` (the LLM writes a validated query) or None. ``tools``:
         :class:`~rag.tools.base.Tool` objects for tool questions (e.g. ``rag.tools.builtin.BUILTIN_TOOLS``),
-        selected with the collection's encoder. The parts are built by :mod:`rag.answer.assemble`.
+        selected with the collection's encoder. ``reader``: a reader's name/path (``rag train reader``), an object,
+        None, or ``auto`` (default): the reader registered as ``default`` in the collection or the model home, if
+        any. ``llm=None`` answers with the reader alone. The parts are built by :mod:`rag.answer.assemble`.
         """
         from rag.indexers.collection import Collection  # DuckDB, FAISS, numba: loaded with the first collection
 
         kb = collection if isinstance(collection, Collection) else Collection.open(collection, read_only=True)
-        gen = assemble.generator(llm, options.get("max_new_tokens", 256))
+        gen = None if llm is None else assemble.generator(llm, options.get("max_new_tokens", 256))
         parts: dict[str, Any] = {
+            "reader": assemble.reader(reader, kb.model_root, required=gen is None),
             "reranker": assemble.reranker(reranker, kb.model_root, adapted),
             "decomposer": assemble.decomposer(decomposer, kb.model_root),
             "verifier": assemble.verifier(verifier, kb.model_root),
@@ -159,6 +168,7 @@ class RAG:
             budget_tokens=self.budget_tokens,
             max_new_tokens=self.max_new_tokens,
             ledger=ledger if ledger is not None else Ledger(),
+            reader=self.reader,
         )
 
     def retrieve(self, question: str, filters: Mapping[str, Any] | None = None) -> list[Hit]:
@@ -179,7 +189,7 @@ class RAG:
         stages = self.stages()
         if getattr(self.generator, "loaded", True) is False:  # a first question: load the LLM as its own stage
             t = time.perf_counter()
-            self.generator.load()  # type: ignore[attr-defined]
+            self.generator.load()  # type: ignore[union-attr]
             stages.ledger.add("load", t, model_name(self.generator))
         hits = stages.retrieve(question, filters)
         t = time.perf_counter()
@@ -207,13 +217,14 @@ class RAG:
     def _finish(self, question: str, raw: str, packed: PackedPrompt, stages: Stages, gen_t: float) -> Answer:
         """Record the generation, verify its claims and apply the policy."""
         text = tidy_answer(raw)
-        stages.ledger.add(
-            "generate", gen_t, model_name(self.generator), completion_tokens=stages.count_tokens(raw), output=raw
-        )
+        if self.generator is not None:  # the reader records its own stage
+            tokens = stages.count_tokens(raw)
+            stages.ledger.add("generate", gen_t, model_name(self.generator), completion_tokens=tokens, output=raw)
         hits = list(packed.hits)
         if says_abstain(text):
             trace = stages.ledger.trace(question, self.policy)
-            return abstain(question, hits, "the LLM found no answer in the evidence", trace)
+            who = "the LLM" if self.generator is not None else "the reader"
+            return abstain(question, hits, f"{who} found no answer in the evidence", trace)
         claims = stages.verify(question, text, hits)
         return Policy(self.policy, self.threshold, self.k).apply(stages, question, text, claims, hits)
 
@@ -225,7 +236,7 @@ class RAG:
         if gated is not None:
             return gated
         t = time.perf_counter()
-        return self._finish(question, stages.generate(packed), packed, stages, t)
+        return self._finish(question, stages.generate(question, packed), packed, stages, t)
 
     def stream(self, question: str, filters: Mapping[str, Any] | None = None) -> Iterator[AskEvent]:
         """The evidence, then the answer's text as it is generated, then the verified answer."""
@@ -237,7 +248,11 @@ class RAG:
             return
         t = time.perf_counter()
         pieces = []
-        for piece in self.generator.stream(packed.messages, max_new_tokens=self.max_new_tokens):
+        if self.generator is None:  # the reader's span comes whole
+            stream: Iterator[str] = iter([stages.read(question, packed.hits)])
+        else:
+            stream = self.generator.stream(packed.messages, max_new_tokens=self.max_new_tokens)
+        for piece in stream:
             pieces.append(piece)
             yield AskEvent("token", text=piece)
         answer = self._finish(question, "".join(pieces).strip(), packed, stages, t)

@@ -128,7 +128,7 @@ class Policy:
         """Re-retrieve for one unsupported claim, regenerate, verify; the supported new claims and their evidence."""
         packed = stages.pack(question, stages.retrieve(f"{question} {claim.text}"))
         t = time.perf_counter()
-        raw = stages.generate(packed)
+        raw = stages.generate(question, packed)
         stages.ledger.add(
             "repair-generate",
             t,

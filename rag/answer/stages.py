@@ -1,5 +1,6 @@
-"""The stages of one question, in pipeline order: decompose → retrieve → fuse → rerank, pack, gate, generate,
-verify. The policy (:mod:`rag.answer.policy`) gets these and nothing else of the pipeline.
+"""The stages of one question, in pipeline order: decompose → retrieve → fuse → rerank, pack, gate, generate (or
+read: the extractive reader's span, when there is no LLM), verify.
+The policy (:mod:`rag.answer.policy`) gets these and nothing else of the pipeline.
 
 :class:`Stages` holds a pipeline's parts for one question and the :class:`~rag.answer.ledger.Ledger` each stage
 writes to; :class:`~rag.answer.pipeline.RAG` builds one per question, runs the stages in order and hands them to
@@ -20,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.answer.ledger import Ledger, model_name
-from rag.answer.prompts import PackedPrompt, build_prompt, passage_label
+from rag.answer.prompts import ABSTAIN, PackedPrompt, build_prompt, passage_label
 from rag.answer.routing import route
 from rag.models.decompose.rules import kind_of
 from rag.models.verify import split_claims
-from rag.protocols import Decomposer, Generator, Reranker, Retriever, Verifier
+from rag.protocols import Decomposer, Generator, Reader, Reranker, Retriever, Verifier
 from rag.retrievers.hybrid import fuse
 from rag.text.terms import overlap
 from rag.types import Claim, Hit, SubQuery
@@ -43,7 +44,7 @@ class Stages:
     """A pipeline's parts for one question (see :class:`~rag.answer.pipeline.RAG` for each), and its ledger."""
 
     retriever: Retriever
-    generator: Generator
+    generator: Generator | None
     reranker: Reranker | None = None
     decomposer: Decomposer | None = None
     verifier: Verifier | None = None
@@ -53,6 +54,7 @@ class Stages:
     budget_tokens: int = 1500
     max_new_tokens: int = 256
     ledger: Ledger = field(default_factory=Ledger)
+    reader: Reader | None = None
 
     # ------------------------------------------------------------------ retrieve: decompose → route → fuse → rerank
     def retrieve(self, question: str, filters: Mapping[str, Any] | None = None) -> list[Hit]:
@@ -98,10 +100,27 @@ class Stages:
                 return "no retrieved passage is about the question"
         return None
 
-    # ------------------------------------------------------------------ generate, verify
-    def generate(self, packed: PackedPrompt) -> str:
-        """The LLM's raw reply to the packed prompt."""
+    # ------------------------------------------------------------------ generate (or read), verify
+    def generate(self, question: str, packed: PackedPrompt) -> str:
+        """The LLM's raw reply to the packed prompt; without an LLM, the reader's answer (:meth:`read`)."""
+        if self.generator is None:
+            return self.read(question, packed.hits)
         return self.generator.generate(packed.messages, max_new_tokens=self.max_new_tokens)
+
+    def read(self, question: str, hits: Sequence[Hit]) -> str:
+        """The extractive reader's best span over ``hits`` with its ``[n]`` citation, or the abstention text when
+        it finds none or its no-answer score beats every span; recorded as the ``read`` stage."""
+        if self.reader is None:
+            from rag.errors import ConfigError
+
+            raise ConfigError("this pipeline has neither an LLM nor a reader to answer with; give it one of them")
+        t = time.perf_counter()
+        spans = self.reader.read(question, hits)
+        span = spans[0] if spans else None
+        answered = span is not None and span.score >= span.null_score
+        text = f"{span.text} [{span.hit + 1}]" if answered and span is not None else ABSTAIN
+        self.ledger.add("read", t, model_name(self.reader), span=span.to_dict() if span else None, output=text)
+        return text
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the generator's tokenizer (words when it has none)."""

@@ -33,8 +33,8 @@ from typing import Any, Literal
 from rag.checks import json_digest, sha256_file
 from rag.errors import ConfigError, IndexFormatError
 
-Task = Literal["reranker", "verifier", "decomposer"]
-TASKS: tuple[str, ...] = ("reranker", "verifier", "decomposer")
+Task = Literal["reranker", "verifier", "decomposer", "reader"]
+TASKS: tuple[str, ...] = ("reranker", "verifier", "decomposer", "reader")
 MANIFEST = "pilotfish-model.json"
 FORMAT_VERSION = 1
 DEFAULT_NAME = "default"

@@ -100,7 +100,7 @@ def fit(
     if config.max_steps:
         total = min(total, config.max_steps)
     plan = [total]  # the schedule's length: shortened once the time limit shows how many steps fit
-    opt, sched = _optimizer(net, config, plan)
+    opt, sched = make_optimizer(net, config, plan)
     stats = TrainStats()
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=f"training ({objective})", unit="step", disable=not config.progress)
@@ -131,7 +131,7 @@ def fit(
     return stats
 
 
-def _optimizer(net: Any, config: TrainConfig, plan: list[int]) -> tuple[Any, Any]:
+def make_optimizer(net: Any, config: TrainConfig, plan: list[int]) -> tuple[Any, Any]:
     """AdamW with a linear warm-up and decay over ``plan[0]`` steps. The new head (and the pooler, unused by
     sentence-transformers models) learns ``head_lr_scale`` times faster: with a few hundred steps on CPU, a head at
     the encoder's rate barely leaves its random start. ``plan[0]`` is the number of steps; it may shrink while
@@ -140,7 +140,7 @@ def _optimizer(net: Any, config: TrainConfig, plan: list[int]) -> tuple[Any, Any
 
     params: dict[tuple[bool, bool], list[Any]] = {}
     for n, p in net.named_parameters():
-        head = n.startswith(("classifier", "pooler", "bert.pooler", "score"))
+        head = n.startswith(("classifier", "pooler", "bert.pooler", "score", "qa_outputs"))
         decay = not any(x in n for x in ("bias", "LayerNorm.weight", "layer_norm"))
         params.setdefault((head, decay), []).append(p)
     opt = torch.optim.AdamW(

@@ -79,7 +79,18 @@ def reranked(kb: Any, retriever: Any, spec: str | None, adapted: bool, depth: in
 
 def add_pipeline_args(a: argparse.ArgumentParser) -> None:
     """The options that shape the pipeline (``rag ask`` and ``rag serve``)."""
-    a.add_argument("--llm", default="local", help="local (SmolLM2-135M), hf:<id or path>, or openai:<model>")
+    a.add_argument(
+        "--llm",
+        default="local",
+        help="local (SmolLM2-135M), hf:<id or path>, openai:<model>, or none (the extractive reader answers alone)",
+    )
+    a.add_argument(
+        "--reader",
+        default="auto",
+        metavar="MODEL|auto|none",
+        help="extractive reader (rag train reader) for --llm none and the cascade's extractive level; "
+        "auto (default): the one registered as default, if any",
+    )
     a.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL); key: $OPENAI_API_KEY")
     a.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (openai:)")
     a.add_argument("--mode", choices=["bm25", "dense", "hybrid"], help="default hybrid (bm25 without a dense index)")
@@ -121,7 +132,8 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
 
         tools = BUILTIN_TOOLS
     return {
-        "llm": make_generator(args.llm, **options),
+        "llm": None if args.llm == "none" else make_generator(args.llm, **options),
+        "reader": None if args.reader == "none" else args.reader,
         "mode": args.mode,
         "reranker": None if args.rerank == "none" else args.rerank,
         "adapted": args.adapted == "on",

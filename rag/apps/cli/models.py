@@ -1,4 +1,4 @@
-"""``rag train reranker|verifier|decomposer`` and ``rag models list``.
+"""``rag train reranker|verifier|decomposer|reader`` and ``rag models list``.
 
 Where a trained model goes: ``--out DIR`` if given; else ``<collection>/models/<task>/<name>`` when
 ``--collection`` is given; else the model home (``$PILOTFISH_MODELS``, default ~/.local/share/pilotfish/models).
@@ -115,6 +115,28 @@ def cmd_train_decomposer(args: argparse.Namespace) -> int:
     return _report(args, manifest, dest)
 
 
+def cmd_train_reader(args: argparse.Namespace) -> int:
+    from rag.train.reader import train_reader
+
+    if args.minutes < 0:
+        raise ConfigError(f"--minutes must be 0 (no limit) or more, got {args.minutes}")
+    config = _config(args, 256)
+    config.max_seconds = args.minutes * 60
+    config.head_lr_scale = 10.0
+    manifest = train_reader(
+        args.data,
+        dest=_dest(args, "reader"),
+        name=args.name,
+        base=args.base,
+        force=args.force,
+        config=config,
+        unanswerable=args.unanswerable,
+        heldout=args.heldout,
+        max_questions=args.max_questions,
+    )
+    return _report(args, manifest, _dest(args, "reader"))
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -142,7 +164,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         return 0
     if not models:
         where = f"{args.collection}/models or " if args.collection else ""
-        print(f"no trained models in {where}{models_home()}; train one with `rag train reranker|verifier|decomposer`")
+        print(f"no trained models in {where}{models_home()}; train one with `rag train TASK` (rag train --help)")
         return 0
     print(f"{'task':<11} {'name':<20} {'where':<10} {'base':<10} {'created':<25} metrics at training time")
     for m in models:
@@ -177,11 +199,16 @@ def _loop(p: argparse.ArgumentParser, lr: float, epochs: float = 1.0) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: full epochs)")
     p.add_argument("--batch", type=int, default=16, help="pairs per step")
     p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--max-length", type=int, default=0, help="tokens per pair (default: 160 reranker, 192 verifier)")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=0,
+        help="tokens per pair (default: 160 reranker, 192 verifier, 256 reader)",
+    )
 
 
 def add_parsers(sub: Any) -> None:
-    tr = sub.add_parser("train", help="train a small model: reranker, verifier, decomposer")
+    tr = sub.add_parser("train", help="train a small model: reranker, verifier, decomposer, reader")
     trs = tr.add_subparsers(dest="what", required=True)
 
     r = trs.add_parser("reranker", help="fine-tune a cross-encoder reranker on the collection's domain")
@@ -207,6 +234,16 @@ def add_parsers(sub: Any) -> None:
     _common(d)
     d.add_argument("--data", required=True, help="the shared data folder, or a JSONL {question, label}")
     d.set_defaults(func=cmd_train_decomposer)
+
+    rd = trs.add_parser("reader", help="train the extractive reader on SQuAD-style QA folders")
+    _common(rd)
+    _loop(rd, 1e-4)
+    rd.add_argument("--data", action="append", required=True, help="QA folder (corpus, queries, qrels, answers)")
+    rd.add_argument("--minutes", type=float, default=60.0, help="time budget for training (0: no limit; default 60)")
+    rd.add_argument("--max-questions", type=int, default=0, help="train on at most this many questions (0: all)")
+    rd.add_argument("--heldout", type=int, default=600, help="questions of whole articles held out (default 600)")
+    rd.add_argument("--unanswerable", type=float, default=0.2, help="share of extra no-answer pairs (default 0.2)")
+    rd.set_defaults(func=cmd_train_reader)
 
     mo = sub.add_parser("models", help="list trained small models")
     mos = mo.add_subparsers(dest="what", required=True)

@@ -1,0 +1,122 @@
+"""The extractive reader: span decoding, multi-passage competition and windows over long passages (with a QA
+model whose logits are known), and the pipeline answering with the reader when there is no LLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rag.answer.cascade import Extractive
+from rag.answer.pipeline import RAG
+from rag.errors import ConfigError
+from rag.models.reader import Reader, best_spans, calibrated
+from rag.models.verify import NLIVerifier
+from tests.support.cli import KEYS_Q, rag
+
+
+class KnownLogits:
+    """A QA model whose start logits peak on token ``first`` and end logits on token ``last`` (word pieces of the
+    real MiniLM tokenizer); with ``null`` the [CLS] token beats them."""
+
+    def __init__(self, tok: Any, first: str, last: str, null: bool = False) -> None:
+        import torch
+
+        self.device = torch.device("cpu")
+        self.first, self.last = tok.convert_tokens_to_ids(first), tok.convert_tokens_to_ids(last)
+        self.null = null
+
+    def __call__(self, input_ids: Any, **_: Any) -> Any:
+        start = (input_ids == self.first).float() * 8.0
+        end = (input_ids == self.last).float() * 8.0
+        if self.null:
+            start[:, 0], end[:, 0] = 12.0, 12.0
+        return SimpleNamespace(start_logits=start, end_logits=end)
+
+
+def known_reader(tmp_path: Path, first: str, last: str, null: bool = False, **kw: Any) -> Reader:
+    from transformers import AutoTokenizer
+
+    from rag.models.encoders import resolve_model_path
+
+    reader = Reader(tmp_path, **kw)  # a directory: nothing is loaded until the first read
+    reader._tok = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    reader._model = KnownLogits(reader._tok, first, last, null)
+    return reader
+
+
+def test_best_spans_pair_valid_starts_and_ends() -> None:
+    offsets = [None, None, (0, 3), (4, 9), (10, 12), (13, 20), None]  # None: question and special tokens
+    start = np.array([9.0, 9.0, 1.0, 5.0, 0.0, 4.0, 9.0])
+    end = np.array([9.0, 9.0, 5.0, 0.0, 2.0, 1.0, 9.0])
+    spans = best_spans(start, end, offsets, max_tokens=30)
+    assert spans[0] == (7.0, 4, 12)  # start token 3, end token 4; token 3 → 2 (10.0) ends before it starts
+    assert all(a < b for _, a, b in spans) and [s for s, _, _ in spans] == sorted(
+        (s for s, _, _ in spans), reverse=True
+    )
+    assert best_spans(start, end, offsets, max_tokens=1)[0] == (6.0, 0, 3)
+    assert best_spans(start, end, [None] * 7, max_tokens=30) == []
+
+
+def test_the_passage_holding_the_span_is_cited(tmp_path: Path) -> None:
+    reader = known_reader(tmp_path, "1889", "1889")
+    passages = ["Mount Fuji is 3,776 metres high.", "The tower was completed in 1889 for the fair.", "Lima is old."]
+    best = reader.read("When was the tower completed?", passages, top=2)
+    assert best[0].text == "1889" and best[0].hit == 1 and best[0].doc_id == "1"
+    assert passages[1][best[0].start : best[0].end] == "1889"
+    assert 0.5 < best[0].probability <= 1 and best[0].confidence == best[0].probability  # no calibrator
+    assert best[0].score > best[0].null_score and len(best) == 2 and best[1].score < best[0].score
+    assert reader.read("", passages) == [] and reader.read("When?", []) == []
+
+
+def test_a_long_passage_is_read_in_overlapping_windows(tmp_path: Path) -> None:
+    reader = known_reader(tmp_path, "paris", "paris", max_length=48, stride=16)
+    text = " ".join(["filler"] * 300) + " the capital is paris today"
+    best = reader.read("what is the capital?", [text])
+    assert best[0].text == "paris" and text[best[0].start : best[0].end] == "paris"
+
+
+def test_calibration_weights_map_probability_and_margin() -> None:
+    assert calibrated(None, 0.3, 5.0) == 0.3
+    low, high = calibrated([4.0, 0.5, -3.0], 0.2, -2.0), calibrated([4.0, 0.5, -3.0], 0.9, 4.0)
+    assert 0 < low < 0.1 < 0.9 < high < 1
+
+
+def test_without_an_llm_the_reader_answers_with_a_cited_span(tmp_path: Path, docs_kb: Any) -> None:
+    reader = known_reader(tmp_path, "90", "days")
+    pipeline = RAG(docs_kb.retriever("bm25"), None, reader=reader, verifier=NLIVerifier(None))
+    a = pipeline.ask(KEYS_Q)
+    assert a.text == "90 days [1]" and a.hits[0].doc.id == "security.md" and not a.abstained
+    assert a.claims[0].citations == ("security.md",)
+    read = [s for s in a.trace["stages"] if s["stage"] == "read"]
+    assert read and read[0]["span"]["text"] == "90 days" and "generate" not in {s["stage"] for s in a.trace["stages"]}
+    events = list(pipeline.stream(KEYS_Q))
+    assert [e.type for e in events] == ["hits", "token", "answer"] and events[1].text == "90 days [1]"
+    assert Extractive(pipeline).ask(KEYS_Q).text == "90 days [1]"  # the cascade's cheapest level reads too
+
+
+def test_the_reader_abstains_when_its_no_answer_score_wins(tmp_path: Path, docs_kb: Any) -> None:
+    reader = known_reader(tmp_path, "90", "days", null=True)
+    a = RAG(docs_kb.retriever("bm25"), None, reader=reader, verifier=NLIVerifier(None)).ask(KEYS_Q)
+    assert a.abstained and a.trace["abstain_reason"] == "the reader found no answer in the evidence"
+    assert "security.md" in {h.doc.id for h in a.hits}  # the closest evidence is still shown
+    assert Extractive(RAG(docs_kb.retriever("bm25"), None, reader=reader)).ask(KEYS_Q).abstained
+
+
+def test_no_llm_and_no_trained_reader_says_how_to_get_one(tmp_path: Path, docs_kb: Any, monkeypatch) -> None:
+    monkeypatch.setenv("PILOTFISH_MODELS", str(tmp_path / "home"))
+    with pytest.raises(ConfigError, match="rag train reader"):
+        RAG.from_collection(docs_kb, llm=None)
+    with pytest.raises(ConfigError, match="neither an LLM nor a reader"):
+        RAG(docs_kb.retriever("bm25"), None).ask(KEYS_Q)
+    assert RAG.from_collection(docs_kb, llm="local").reader is None  # auto: no reader registered, none used
+
+
+def test_cli_llm_none_without_a_reader_is_a_clear_error(tmp_path: Path, docs_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PILOTFISH_MODELS", str(tmp_path / "home"))
+    rag("index", str(docs_dir), "--collection", str(tmp_path / "kb"), "--encoder", "none")
+    p = rag("ask", KEYS_Q, "--collection", str(tmp_path / "kb"), "--llm", "none", check=False)
+    assert p.returncode == 1 and "error: " in p.stderr and "rag train reader" in p.stderr

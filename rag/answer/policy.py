@@ -4,8 +4,9 @@
   the web page) can mark the unsupported ones.
 - ``repair``: supported claims are kept; each unsupported claim (at most ``MAX_REPAIRS``) is re-retrieved for on
   its own (question + claim), the LLM answers again from that evidence, and the new claims are verified; those
-  supported replace it. When none is, the claim is rewritten as the evidence sentence closest to it (question +
-  claim terms), kept only if the verifier supports that sentence too; otherwise it is dropped. The repaired text
+  supported replace it. When none is, the claim is rewritten as a quote of that evidence: the extractive reader's
+  span when the pipeline has a reader, else the evidence sentence closest to it (question + claim terms); kept
+  only if the verifier supports the quote too; otherwise it is dropped. The repaired text
   is rebuilt from the surviving claims with ``[n]`` markers renumbered to the answer's hits. Nothing left →
   abstain.
 - ``strict``: abstain unless every claim's support reaches the threshold.
@@ -141,8 +142,19 @@ class Policy:
         text = tidy_answer(raw)
         new = [] if says_abstain(text) else stages.verify(question, text, packed.hits)
         good = [c for c in new if c.verdict == "supported"]
-        if not good:  # the evidence sentence closest to the question (then to the claim), if the verifier supports it
-            found = closest_sentence(question, claim.text, packed.hits)
-            quoted = [] if found is None else stages.verify(question, found[0], packed.hits, record=False)
-            good = [c for c in quoted if c.verdict == "supported"]
+        if not good:  # the reader's span, or the evidence sentence closest to the question, if verified
+            good = [c for c in self._quote(stages, question, claim, packed.hits) if c.verdict == "supported"]
         return good, list(packed.hits)
+
+    @staticmethod
+    def _quote(stages: Stages, question: str, claim: Claim, hits: Sequence[Hit]) -> list[Claim]:
+        """The claims of a quote from the evidence that answers ``question``: the reader's span when the pipeline
+        has a reader (none when its no-answer score wins), else the sentence closest to the question (then to the
+        claim); verified."""
+        if stages.reader is not None:
+            if stages.generator is None:  # the reader answered already: its span would only come back
+                return []
+            text = stages.read(question, hits)
+            return [] if says_abstain(text) else stages.verify(question, text, hits, record=False)
+        found = closest_sentence(question, claim.text, hits)
+        return [] if found is None else stages.verify(question, found[0], hits, record=False)

@@ -120,3 +120,16 @@ def test_cli_llm_none_without_a_reader_is_a_clear_error(tmp_path: Path, docs_dir
     rag("index", str(docs_dir), "--collection", str(tmp_path / "kb"), "--encoder", "none")
     p = rag("ask", KEYS_Q, "--collection", str(tmp_path / "kb"), "--llm", "none", check=False)
     assert p.returncode == 1 and "error: " in p.stderr and "rag train reader" in p.stderr
+
+
+def test_repair_rewrites_an_unsupported_claim_as_the_readers_span(tmp_path: Path, docs_kb: Any) -> None:
+    from tests.support.fakes import Scripted
+
+    gen = Scripted("The moon is made of green cheese [1].")  # said again when asked again: only a quote can help
+    reader = known_reader(tmp_path, "90", "days")
+    a = RAG(docs_kb.retriever("bm25"), gen, reader=reader, verifier=NLIVerifier(None), policy="repair").ask(KEYS_Q)
+    assert not a.abstained and "cheese" not in a.text and a.text.startswith("90 days [1]")
+    assert a.trace["repaired"] == ["The moon is made of green cheese."] and len(gen.prompts) == 2
+    silent = known_reader(tmp_path, "90", "days", null=True)  # the reader finds no answer: nothing is left
+    b = RAG(docs_kb.retriever("bm25"), gen, reader=silent, verifier=NLIVerifier(None), policy="repair").ask(KEYS_Q)
+    assert b.abstained and "no claim of the answer is supported" in b.trace["abstain_reason"]

@@ -50,6 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_cascade(args: argparse.Namespace) -> int:
+    from rag.answer import assemble
     from rag.answer.cascade import evaluate_cascade, levels_from
     from rag.answer.pipeline import RAG
     from rag.datasets import load_answers, load_beir
@@ -67,9 +68,11 @@ def cmd_eval_cascade(args: argparse.Namespace) -> int:
 
             reranker = CrossEncoderReranker(args.rerank, collection=kb.model_root, max_candidates=20)
         verifier = NLIVerifier(None if args.verifier == "lexical" else args.verifier, collection=kb.model_root)
-        # no LLM in the base: the extractive level never generates, and levels_from gives each LLM level its own
-        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, k=5, candidates=20,  # type: ignore[arg-type]
-                   max_new_tokens=args.max_new_tokens)  # fmt: skip
+        reader = assemble.reader(None if args.reader == "none" else args.reader, kb.model_root)
+        # no LLM in the base: the extractive level reads (or quotes a sentence without a reader), and levels_from
+        # gives each LLM level its own generator
+        base = RAG(kb.retriever(args.mode), None, reranker=reranker, verifier=verifier, reader=reader, k=5,
+                   candidates=20, max_new_tokens=args.max_new_tokens)  # fmt: skip
         levels = levels_from(base, args.levels, max_new_tokens=args.max_new_tokens, base_url=args.base_url)
         result = evaluate_cascade(levels, questions, answers, progress=not args.quiet)
     finally:
@@ -141,6 +144,13 @@ def add_eval_cascade(evs: Any) -> None:
     c.add_argument("--split", default="test")
     c.add_argument("--rerank", metavar="MODEL")
     c.add_argument("--verifier", default="lexical")
+    c.add_argument(
+        "--reader",
+        default="auto",
+        metavar="MODEL|auto|none",
+        help="the extractive level's reader; auto (default): the one registered as default, if any (else the "
+        "evidence sentence closest to the question)",
+    )
     c.add_argument("--max-queries", type=int, default=30)
     c.add_argument("--max-new-tokens", type=int, default=48)
     c.add_argument("--target", type=float, help="print the cheapest threshold reaching this F1 on answered questions")

@@ -139,31 +139,63 @@ class Reader:
         ids = [str(i) if isinstance(h, str) else h.doc.id for i, h in enumerate(hits)]
         if not texts or not question.strip():
             return []
+        candidates, nulls = self._candidates(question, texts)
+        return self._spans(candidates, max(nulls), texts, ids, top)
+
+    def read_each(self, question: str, hits: Sequence[Hit | str]) -> list[Span | None]:
+        """The best span of each passage read on its own (probability and null score against that passage alone),
+        in one forward pass over all of them; None for a passage without a span."""
+        texts = [h if isinstance(h, str) else h.doc.text for h in hits]
+        ids = [str(i) if isinstance(h, str) else h.doc.id for i, h in enumerate(hits)]
+        if not texts or not question.strip():
+            return [None] * len(texts)
+        candidates, nulls = self._candidates(question, texts)
+        out: list[Span | None] = []
+        for p in range(len(texts)):
+            best = self._spans([c for c in candidates if c[1] == p], nulls[p], texts, ids, 1)
+            out.append(best[0] if best else None)
+        return out
+
+    def _candidates(self, question: str, texts: Sequence[str]) -> tuple[list[tuple[float, int, int, int]], list[float]]:
+        """Every candidate (score, passage, char start, char end), and each passage's best null score."""
         self.load()
         windows, starts, ends = self._logits(question, texts)
-        candidates, null = [], -math.inf
+        candidates: list[tuple[float, int, int, int]] = []
+        nulls = [-math.inf] * len(texts)
         for w, s, e in zip(windows, starts, ends, strict=True):
-            null = max(null, float(s[0] + e[0]))
+            nulls[w.passage] = max(nulls[w.passage], float(s[0] + e[0]))
             found = best_spans(s, e, w.offsets, self.max_answer_tokens)
             candidates += [(score, w.passage, a, b) for score, a, b in found]
+        return candidates, nulls
+
+    def _spans(
+        self,
+        candidates: Sequence[tuple[float, int, int, int]],
+        null: float,
+        texts: Sequence[str],
+        ids: Sequence[str],
+        top: int,
+    ) -> list[Span]:
+        """The ``top`` best distinct spans of ``candidates``, with probabilities over them and the null."""
         if not candidates:
             return []
-        candidates.sort(key=lambda c: -c[0])
-        peak = max(candidates[0][0], null)
-        total = sum(math.exp(c[0] - peak) for c in candidates) + math.exp(null - peak)
+        ranked = sorted(candidates, key=lambda c: -c[0])
+        peak = max(ranked[0][0], null)
+        total = sum(math.exp(c[0] - peak) for c in ranked) + math.exp(null - peak)
         spans: list[Span] = []
         seen = set()
-        for score, p, a0, b0 in candidates:
+        for score, p, a0, b0 in ranked:
             raw = texts[p][a0:b0]
             text = raw.strip()
             if not text or (p, text) in seen:
                 continue
             a = a0 + len(raw) - len(raw.lstrip())
-            b = a + len(text)
             seen.add((p, text))
             prob = math.exp(score - peak) / total
             conf = calibrated(self.calibration, prob, score - null)
-            spans.append(Span(text, p, ids[p], a, b, round(score, 4), round(null, 4), round(prob, 4), round(conf, 4)))
+            spans.append(
+                Span(text, p, ids[p], a, a + len(text), round(score, 4), round(null, 4), round(prob, 4), round(conf, 4))
+            )
             if len(spans) == top:
                 break
         return spans
@@ -228,3 +260,27 @@ def best_spans(
             out.append((float(s[i] + e[j]), a[0], b[1]))
     out.sort(key=lambda x: -x[0])
     return out[:n]
+
+
+QA_FEATURES = ("reader_agrees", "reader_disagrees")
+"""Question-answering consistency, as verifier features: the reader's answer to the question from a passage,
+weighted by its confidence, found in the claim (agrees) or not (disagrees); both 0 when the reader finds no answer
+there."""
+
+
+def qa_consistency(claim: str, span: Span | None) -> dict[str, float]:
+    """:data:`QA_FEATURES` of ``claim`` against the reader's best ``span`` of one passage (see there)."""
+    if span is None or span.score < span.null_score:
+        return dict.fromkeys(QA_FEATURES, 0.0)
+    words = [w for w in _words(span.text) if w not in _STOP] or _words(span.text)
+    found = sum(w in set(_words(claim)) for w in words) / len(words) if words else 0.0
+    return {"reader_agrees": span.confidence * found, "reader_disagrees": span.confidence * (1.0 - found)}
+
+
+_STOP = frozenset({"a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "for", "by", "with", "from"})
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return [w.replace(",", "") for w in re.findall(r"[a-z0-9]+(?:[.,'][a-z0-9]+)*", text.lower())]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.models.reader import QA_FEATURES, Reader, qa_consistency
 from rag.text.sentences import split_sentences
 from rag.text.terms import terms
 from rag.types import Claim, Hit, Verdict
@@ -62,6 +63,8 @@ LEXICAL_FEATURES = (
     "bias",
 )
 FEATURES = MODEL_FEATURES + LEXICAL_FEATURES
+KNOWN_FEATURES = FEATURES + QA_FEATURES
+"""Every feature a calibrator may use: :data:`FEATURES`, and the reader's question-answering consistency."""
 
 
 def split_claims(answer: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -175,13 +178,13 @@ class Calibrator:
         if not weights:
             return None
         names = tuple(settings.get("features") or FEATURES)
-        unknown = set(names) - set(FEATURES)
+        unknown = set(names) - set(KNOWN_FEATURES)
         if unknown or len(names) != len(weights):
             from rag.errors import ConfigError
 
             raise ConfigError(
                 f"verifier calibrator has features {list(names)} for {len(weights)} weights; "
-                f"this version knows {list(FEATURES)}: retrain it with `rag train verifier --force`"
+                f"this version knows {list(KNOWN_FEATURES)}: retrain it with `rag train verifier --force`"
             )
         return cls(list(weights), names)
 
@@ -203,6 +206,9 @@ class NLIVerifier:
         threshold: P(supported) at or above which a claim is ``supported``.
         max_passages: passages checked per claim (best-ranked first).
         batch_size: pairs per forward pass. device: ``cpu`` / ``cuda``.
+        reader: an extractive reader for question-answering consistency (:data:`~rag.models.reader.QA_FEATURES`):
+            used when the calibrator was fitted with those features; ``calibrator`` replaces the model's own (e.g.
+            :data:`LEXICAL_READER` for the lexical verifier with a reader).
     """
 
     def __init__(
@@ -214,8 +220,11 @@ class NLIVerifier:
         max_passages: int = 5,
         batch_size: int = 32,
         device: str | None = None,
+        reader: Reader | None = None,
+        calibrator: Calibrator | None = None,
     ) -> None:
         self.threshold = threshold
+        self.reader = reader
         self.max_passages = max_passages
         self.batch_size = batch_size
         self.model_name = None if model is None else str(model)
@@ -230,6 +239,26 @@ class NLIVerifier:
             self._model.max_seq_length = self.manifest.get("training", {}).get("max_length") or 192
             self._label_index = self._labels()
             self.calibrator = Calibrator.from_settings(self.manifest.get("settings", {}))
+        self.calibrator = calibrator or self.calibrator
+        if self.uses_reader and reader is None:
+            from rag.errors import ConfigError
+
+            raise ConfigError("this verifier's calibrator weighs the reader's answers: give it a reader (reader=...)")
+
+    @property
+    def uses_reader(self) -> bool:
+        """Whether the calibrator weighs question-answering consistency (then :attr:`reader` is read)."""
+        return self.calibrator is not None and any(f in QA_FEATURES for f in self.calibrator.features)
+
+    def qa_features(
+        self, question: str, claims: Sequence[str], passages: Sequence[str]
+    ) -> list[list[dict[str, float]]]:
+        """Per claim and passage, :data:`~rag.models.reader.QA_FEATURES` ({} each without a reader in use); the
+        reader reads each passage once for all the claims."""
+        if not self.uses_reader or self.reader is None:
+            return [[{} for _ in passages] for _ in claims]
+        spans = self.reader.read_each(question, passages)
+        return [[qa_consistency(c, span) for span in spans] for c in claims]
 
     @classmethod
     def from_model(cls, model: Any, name: str, calibrator: Calibrator | None = None, **options: Any) -> NLIVerifier:
@@ -278,17 +307,21 @@ class NLIVerifier:
         """(P(supported), class probabilities) of ``hypothesis`` against each passage."""
         return self.score_many([(hypothesis, passages)])[0]
 
-    def score_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[tuple[float, np.ndarray]]]:
-        """:meth:`score` for many (hypothesis, passages) at once: one batched model pass over all the pairs."""
+    def score_many(
+        self, items: Sequence[tuple[str, Sequence[str]]], extra: Sequence[Sequence[dict[str, float]]] | None = None
+    ) -> list[list[tuple[float, np.ndarray]]]:
+        """:meth:`score` for many (hypothesis, passages) at once: one batched model pass over all the pairs.
+        ``extra``: more features per item and passage (:meth:`qa_features`)."""
         premises = [[select_premise(hyp, p) for p in passages] for hyp, passages in items]
         pairs = [(prem, hyp) for (hyp, _), prems in zip(items, premises, strict=True) for prem in prems]
         probs = iter(self.class_probs(pairs))
         out = []
-        for (hyp, _), prems in zip(items, premises, strict=True):
+        for i, ((hyp, _), prems) in enumerate(zip(items, premises, strict=True)):
             row = []
-            for prem in prems:
+            for j, prem in enumerate(prems):
                 pr = next(probs)
-                p = float(pr[0]) if self.calibrator is None else self.calibrator(claim_features(hyp, prem, pr))
+                feats = {**claim_features(hyp, prem, pr), **(extra[i][j] if extra else {})}
+                p = float(pr[0]) if self.calibrator is None else self.calibrator(feats)
                 row.append((p, pr))
             out.append(row)
         return out
@@ -302,7 +335,8 @@ class NLIVerifier:
             return [Claim(text=text, citations=(), support=0.0, verdict="unsupported") for text, _ in split]
         texts = [passage_text(h) for h in pool]
         claims = []
-        all_scored = self.score_many([(hypothesis_for(question, text), texts) for text, _ in split])
+        extra = self.qa_features(question, [text for text, _ in split], texts)
+        all_scored = self.score_many([(hypothesis_for(question, text), texts) for text, _ in split], extra)
         for (text, cites), scored in zip(split, all_scored, strict=True):
             best = max(range(len(pool)), key=lambda i: scored[i][0])
             p, probs = scored[best]

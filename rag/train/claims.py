@@ -96,11 +96,13 @@ def build_claims(
     data_dir: str | Path, max_questions: int = 1000, seed: int = 0, hard: bool = False
 ) -> list[ClaimExample]:
     """Three claims (supported, contradicted, unsupported) per usable question of a QA folder, consecutive; with
-    ``hard``, a fourth where the passage has one (the answer swapped for another of the passage's own)."""
+    ``hard``, a fourth where the passage has one (the answer swapped for another of the passage's own). The
+    folder's ``test`` judgements, or its ``train`` ones when it has no others (a training set)."""
     root = Path(data_dir)
     if not (root / "answers.jsonl").is_file():
         raise SourceError(str(root), "not a QA folder: needs answers.jsonl next to corpus, queries and qrels")
-    data = load_beir(root, "test")
+    split = "test" if (root / "qrels" / "test.tsv").exists() or not (root / "qrels" / "train.tsv").exists() else "train"
+    data = load_beir(root, split)
     answers = load_answers(root / "answers.jsonl")
     texts = {d.id: (f"{d.meta['title']}. {d.text}" if d.meta.get("title") else d.text) for d in data.corpus}
     rng = random.Random(seed)

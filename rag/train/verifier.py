@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.models.reader import QA_FEATURES, qa_consistency
 from rag.models.registry import data_hash, write_model_manifest, writing_model
 from rag.models.verify import FEATURES, LEXICAL_FEATURES, Calibrator, NLIVerifier, claim_features, hypothesis_for
 from rag.train.claims import ClaimExample, build_claims, by_question, claim_pair, to_groups
@@ -26,7 +27,8 @@ def evaluate_verifier(verifier: NLIVerifier, examples: Sequence[ClaimExample], b
     three-way verdict, the expected calibration error of P(supported), and the recall of each planted error."""
     probs, truth, three = [], [], []
     caught: dict[str, list[bool]] = {}
-    all_scored = verifier.score_many([(hypothesis_for(ex.question, ex.claim), ex.passages) for ex in examples])
+    extra = [verifier.qa_features(ex.question, [ex.claim], ex.passages)[0] for ex in examples]
+    all_scored = verifier.score_many([(hypothesis_for(ex.question, ex.claim), ex.passages) for ex in examples], extra)
     for ex, scored in zip(examples, all_scored, strict=True):
         best = max(range(len(scored)), key=lambda i: scored[i][0])
         p, cls = scored[best]
@@ -59,15 +61,22 @@ def evaluate_verifier(verifier: NLIVerifier, examples: Sequence[ClaimExample], b
     }
 
 
-def fit_calibrator(verifier: NLIVerifier, examples: Sequence[ClaimExample]) -> Calibrator:
+def fit_calibrator(verifier: NLIVerifier, examples: Sequence[ClaimExample], reader: Any = None) -> Calibrator:
     """Fit the logistic calibrator on held-out claims: the model's class probabilities (when the verifier has a
-    model) and the lexical/numeric signal of each claim against its deciding passage."""
+    model) and the lexical/numeric signal of each claim against its deciding passage; with ``reader``, also the
+    reader's question-answering consistency there (:data:`~rag.models.reader.QA_FEATURES`)."""
     pairs = [claim_pair(ex) for ex in examples]
     has_model = verifier._model is not None
     probs = verifier.class_probs(pairs) if has_model else [None] * len(pairs)
     rows = [claim_features(hyp, prem, pr) for (prem, hyp), pr in zip(pairs, probs, strict=True)]
+    names: tuple[str, ...] = FEATURES if has_model else LEXICAL_FEATURES
+    if reader is not None:
+        for row, ex in zip(rows, examples, strict=True):
+            passage = ex.passages[max(0, ex.gold)]  # the deciding passage (a distractor for unsupported claims)
+            row.update(qa_consistency(ex.claim, reader.read_each(ex.question, [passage])[0]))
+        names = names + QA_FEATURES
     y = [1.0 if ex.label == 0 else 0.0 for ex in examples]
-    return Calibrator.fit(rows, y, FEATURES if has_model else LEXICAL_FEATURES)
+    return Calibrator.fit(rows, y, names)
 
 
 def train_verifier(

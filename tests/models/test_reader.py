@@ -133,3 +133,31 @@ def test_repair_rewrites_an_unsupported_claim_as_the_readers_span(tmp_path: Path
     silent = known_reader(tmp_path, "90", "days", null=True)  # the reader finds no answer: nothing is left
     b = RAG(docs_kb.retriever("bm25"), gen, reader=silent, verifier=NLIVerifier(None), policy="repair").ask(KEYS_Q)
     assert b.abstained and "no claim of the answer is supported" in b.trace["abstain_reason"]
+
+
+def test_qa_consistency_compares_the_readers_answer_with_the_claim() -> None:
+    from rag.models.reader import QA_FEATURES, Span, qa_consistency
+
+    span = Span("the Denver Broncos", 0, "d", 0, 18, 9.0, 1.0, 0.8, 0.9)
+    assert qa_consistency("Denver Broncos won it.", span) == {"reader_agrees": 0.9, "reader_disagrees": 0.0}
+    assert qa_consistency("The Carolina Panthers won it.", span) == {"reader_agrees": 0.0, "reader_disagrees": 0.9}
+    unsure = Span("the Denver Broncos", 0, "d", 0, 18, 1.0, 9.0, 0.1, 0.1)  # its no-answer score wins
+    assert qa_consistency("Anything.", unsure) == qa_consistency("Anything.", None) == dict.fromkeys(QA_FEATURES, 0.0)
+
+
+def test_the_verifier_catches_an_answer_swapped_within_its_passage(tmp_path: Path, docs_kb: Any) -> None:
+    from rag.models.reader import QA_FEATURES
+    from rag.models.verify import LEXICAL, Calibrator
+
+    hits = docs_kb.retriever("bm25").retrieve(KEYS_Q, k=3)
+    assert hits[0].doc.id == "security.md"
+    lexical = NLIVerifier(None)
+    swapped = "They must be rotated every 24 hours."  # "24 hours" is in the same passage, not the answer
+    assert "24 hours" in hits[0].doc.text and lexical.verify(KEYS_Q, swapped, hits)[0].verdict == "supported"
+    calibrator = Calibrator([*LEXICAL.weights, 3.0, -8.0], LEXICAL.features + QA_FEATURES)  # hand-set weights
+    qa = NLIVerifier(None, reader=known_reader(tmp_path, "90", "days"), calibrator=calibrator)
+    assert qa.uses_reader and qa.verify(KEYS_Q, swapped, hits)[0].verdict != "supported"
+    right = qa.verify(KEYS_Q, "They must be rotated every 90 days.", hits)[0]
+    assert right.verdict == "supported" and right.citations == ("security.md",)
+    with pytest.raises(ConfigError, match="give it a reader"):
+        NLIVerifier(None, calibrator=calibrator)

@@ -3,9 +3,11 @@
 A bridge question names one thing and asks about another that only the first one's passage names ("Where was
 the festival Billy McFarland was charged over held?": McFarland's passage names the Fyre Festival, whose
 passage holds the answer). :class:`MultiHopRetriever` runs the first hop for the question (and for each
-sub-query when a decomposer splits it), reads bridge entities from the top passages -- a passage's title when
-the question does not already name it, then the salient capitalised or quoted phrases of its text that the
-question does not contain -- and retrieves again for *question + entities*. The hops' runs are merged with
+sub-query when a decomposer splits it), reads bridge entities from the top passages -- with an extractive reader,
+its answer to the question from that passage (the bridge a reader finds: "Fyre Festival"), and the passage's
+title when the question does not already name it, then the salient capitalised or quoted phrases of its text that
+the question does not contain -- and retrieves again for *question + entities* and, for the reader's answer, for
+*answer + what the passage leaves unasked* (:func:`residual`). The hops' runs are merged with
 reciprocal rank fusion (:func:`rag.retrievers.hybrid.fuse`); a later hop's runs weigh less the lower the passage
 they were read from ranked, so the first hop's best passage keeps its place and the bridge's passage joins it.
 
@@ -72,6 +74,13 @@ def bridge_entities(question: str, hit: Hit, max_entities: int = 8) -> list[str]
     return out
 
 
+def residual(question: str, hit: Hit) -> str:
+    """The words of ``question`` its first hop's passage does not hold: what is left to ask once the bridge is
+    known ("Where was the festival Billy Mercer promoted held?" read in Mercer's passage: "Where held?")."""
+    seen = set(_WORD.findall(f"{hit.doc.meta.get('title') or ''} {hit.doc.text}".lower()))
+    return " ".join(w for w in question.split() if not (set(_WORD.findall(w.lower())) <= seen))
+
+
 class MultiHopRetriever:
     """A :class:`~rag.protocols.Retriever` that retrieves in hops, following bridge entities (IRCoT-lite).
 
@@ -89,6 +98,10 @@ class MultiHopRetriever:
         rrf_k: RRF's rank constant. Small (default 1) so a passage one run ranks first beats passages that
             every run ranks in the middle -- the runs look for different passages.
         k: default number of hits returned.
+        reader: an extractive reader (:class:`~rag.models.reader.Reader`); its answer to the question from a
+            passage, when it finds one the question does not already name, fills a query of its own: the answer
+            and the question's words the passage does not hold. ``last_trace["read"]`` lists, per hop, each
+            passage read and the span found.
 
     The defaults were chosen on HotpotQA dev questions with BM25 (``benchmarks/small_models.py decomposer``).
 
@@ -110,6 +123,7 @@ class MultiHopRetriever:
         hop_weight: float = 1.5,
         rrf_k: float = 1.0,
         k: int = 10,
+        reader: Any = None,
     ) -> None:
         if not callable(getattr(retriever, "retrieve", None)):
             raise ConfigError(f"retriever needs a retrieve(query, k, filters) method; got {type(retriever).__name__}")
@@ -125,6 +139,7 @@ class MultiHopRetriever:
         self.rrf_k = rrf_k
         fuse([[]], 1, rrf_k=rrf_k)  # validate now
         self.k = check_k(k)
+        self.reader = reader
         self.last_trace: dict[str, Any] = {}
 
     def _first_queries(self, query: str) -> list[str]:
@@ -141,7 +156,7 @@ class MultiHopRetriever:
         first = self._first_queries(query)
         runs: list[Sequence[Hit]] = [self.retriever.retrieve(q, per, filters) for q in first]
         weights = [1.0] * len(runs)
-        trace: dict[str, Any] = {"queries": [first], "bridges": []}
+        trace: dict[str, Any] = {"queries": [first], "bridges": [], "read": []}
         hops = self.hops
         veto = getattr(self.decomposer, "needs_hops", None)
         if hops > 1 and callable(veto) and len(first) == 1 and not veto(query):
@@ -152,16 +167,22 @@ class MultiHopRetriever:
             new_runs: list[Sequence[Hit]] = []
             new_weights: list[float] = []
             queries: list[str] = []
+            read = self._read(query, current[: self.bridges])
+            trace["read"].append([{"passage": h.doc.id, "span": span} for h, span in zip(current, read, strict=False)])
             for rank, hit in enumerate(current[: self.bridges], 1):
                 ents = bridge_entities(query, hit, self.max_entities)
-                q2 = f"{query} {' '.join(ents)}".strip()
-                if not ents or q2 in asked:
-                    continue
-                asked.add(q2)
-                queries.append(q2)
-                trace["bridges"].append(ents)
-                new_runs.append(self.retriever.retrieve(q2, per, filters))
-                new_weights.append(self.hop_weight / rank)
+                span = read[rank - 1]
+                hop = [f"{query} {' '.join(ents)}".strip()] if ents else []
+                if span and not _covered(span, set(_words(query))):  # the bridge filled into what is left to ask
+                    hop.append(f"{span} {residual(query, hit)}".strip())
+                    trace["bridges"].append([span])
+                if ents:
+                    trace["bridges"].append(ents)
+                for q2 in (q for q in hop if q not in asked):
+                    asked.add(q2)
+                    queries.append(q2)
+                    new_runs.append(self.retriever.retrieve(q2, per, filters))
+                    new_weights.append(self.hop_weight / rank)
             if not new_runs:
                 break
             trace["queries"].append(queries)
@@ -170,3 +191,12 @@ class MultiHopRetriever:
             current = fuse(runs, per, weights=weights, rrf_k=self.rrf_k, source=self.name)
         self.last_trace = trace
         return fuse(runs, k, weights=weights, rrf_k=self.rrf_k, source=self.name)
+
+    def _read(self, query: str, hits: Sequence[Hit]) -> list[str | None]:
+        """The reader's answer to ``query`` from each passage on its own (None where it finds none, or without a
+        reader)."""
+        if self.reader is None or not hits:
+            return [None] * len(hits)
+        return [
+            s.text if s is not None and s.score >= s.null_score else None for s in self.reader.read_each(query, hits)
+        ]

@@ -385,3 +385,29 @@ def test_bridge_entities_skip_what_the_question_names():
     assert ents[0] == "Glimmerwick Fyre" and "Billy Mercer" not in ents
     titled = Hit(DOCS[1], 1.0, "bm25")
     assert bridge_entities(BRIDGE_Q, titled, max_entities=1) == ["Glimmerwick Fyre"]
+
+
+def test_a_reader_finds_a_bridge_no_capitalised_phrase_names(tmp_path):
+    from rag.indexers.collection import Collection
+    from tests.support.readers import known_reader
+
+    docs = [
+        Doc("Billy Mercer is an entrepreneur; in 2017 he promoted a luxury event named atlantis.", id="mercer",
+            meta={"title": "Billy Mercer"}),
+        Doc("The atlantis festival was held on Great Exuma, with tents instead of villas.", id="atl"),
+        *DOCS[2:8],
+    ]  # fmt: skip
+    kb = Collection.create(tmp_path / "kb", encoder=None, chunk_size=0)
+    kb.add(docs)
+    try:
+        plain = kb.retriever("bm25")
+        without = MultiHopRetriever(plain)
+        assert "atl" not in ids(without.retrieve(BRIDGE_Q, k=4))  # lower-case: no bridge entity is read
+        reader = known_reader(tmp_path / "reader", "atlantis", "atlantis")
+        mh = MultiHopRetriever(plain, reader=reader)
+        assert {"mercer", "atl"} <= set(ids(mh.retrieve(BRIDGE_Q, k=4)))
+        read = mh.last_trace["read"][0]
+        assert read[0] == {"passage": ids(plain.retrieve(BRIDGE_Q, k=1))[0], "span": "atlantis"}
+        assert mh.last_trace["queries"][1][0] == "atlantis Where was the music festival organised by held?"
+    finally:
+        kb.close()

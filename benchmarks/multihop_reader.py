@@ -72,21 +72,21 @@ def main() -> None:
     }
     qids = sorted(q for q in data.queries if q in answers)
     random.Random(0).shuffle(qids)
-    both: dict[str, dict[str, list[float]]] = {s: {"bridge": [], "comparison": []} for s in systems}
+    both: dict[str, dict[str, list[float]]] = {s: {} for s in systems}
     f1: dict[str, list[float]] = {"bm25": [], "multihop+reader": []}
     for qid in qids[: args.n]:
         q, gold = data.queries[qid], set(data.qrels[qid])
         for name, retriever in systems.items():
             hits = retriever.retrieve(q, k=10)
             found = {str(h.doc.meta.get("parent", h.doc.id)) for h in hits}
-            both[name][kinds[qid]].append(float(gold <= found))
+            both[name].setdefault(kinds.get(qid) or "untyped", []).append(float(gold <= found))
             if name in f1:
                 spans = reader.read(q, hits[:5])
                 f1[name].append(token_f1(spans[0].text if spans else "", answers[qid]))
     out: dict[str, Any] = {"questions": args.n, "both@10": {}, "reader_f1_top5": {}}
     for name, by_kind in both.items():
-        out["both@10"][name] = {k: interval(v) for k, v in by_kind.items()} | {
-            "all": interval(by_kind["bridge"] + by_kind["comparison"])
+        out["both@10"][name] = {k: interval(v) for k, v in sorted(by_kind.items())} | {
+            "all": interval([x for v in by_kind.values() for x in v])
         }
     for name, v in f1.items():
         out["reader_f1_top5"][name] = interval(v)

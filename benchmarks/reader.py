@@ -12,6 +12,7 @@
    alone (``RAG(..., llm=None)``, lexical verifier, ``flag`` policy): F1 with its interval, the share answered,
    abstention precision (an abstention is right when no retrieved passage holds a gold answer), gold-in-top-5, and
    per-stage ms.
+3. With ``--int8``: the SQuAD gold-evidence row again with the reader's linear layers quantized to int8.
 
 None of these questions is used for training: the reader trains on SQuAD *train* (other articles), and holds out
 whole train articles for its own scores and calibration.
@@ -138,6 +139,7 @@ def main() -> None:
     p.add_argument("--e2e-mode", default="bm25", choices=["bm25", "dense", "hybrid"])
     p.add_argument("--sets", default="squad,nq,hotpotqa")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--int8", action="store_true", help="also measure SQuAD with int8 linear layers")
     args = p.parse_args()
     import torch
 
@@ -150,6 +152,10 @@ def main() -> None:
     for name in args.sets.split(","):
         out["gold"][name] = gold(reader, name, args.gold_n)
         print(json.dumps({"gold": name, **out["gold"][name]}), flush=True)
+    if args.int8:  # the same SQuAD questions with int8 linear layers
+        quantized = Reader(args.reader, int8=True)
+        out["gold"]["squad int8"] = gold(quantized, "squad", args.gold_n)
+        print(json.dumps({"gold": "squad int8", **out["gold"]["squad int8"]}), flush=True)
     for name in args.sets.split(","):
         out["end_to_end"][name] = end_to_end(reader, name, args.n, args.e2e_mode)
         print(json.dumps({"end_to_end": name, **out["end_to_end"][name]}), flush=True)

@@ -12,7 +12,7 @@ import pytest
 from rag.answer.cascade import Extractive
 from rag.answer.pipeline import RAG
 from rag.errors import ConfigError
-from rag.models.reader import best_spans, calibrated
+from rag.models.reader import Reader, best_spans, calibrated
 from rag.models.verify import NLIVerifier
 from tests.support.cli import KEYS_Q, rag
 from tests.support.readers import known_reader
@@ -131,3 +131,21 @@ def test_the_verifier_catches_an_answer_swapped_within_its_passage(tmp_path: Pat
     assert right.verdict == "supported" and right.citations == ("security.md",)
     with pytest.raises(ConfigError, match="give it a reader"):
         NLIVerifier(None, calibrator=calibrator)
+
+
+@pytest.mark.slow
+def test_an_int8_reader_reads_like_the_float_one(tmp_path: Path) -> None:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from rag.models.encoders import quiet_transformers, resolve_model_path
+
+    quiet_transformers(errors_only=True)
+    base = resolve_model_path("default")
+    AutoModelForQuestionAnswering.from_pretrained(base).save_pretrained(tmp_path / "qa")  # an untrained head
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "qa")
+    passages = ["The tower was completed in 1889 for the fair.", "Lima is old."]
+    fp32 = Reader(tmp_path / "qa").read("When was the tower completed?", passages, top=3)
+    int8 = Reader(tmp_path / "qa", int8=True)
+    spans = int8.read("When was the tower completed?", passages, top=3)
+    assert "quantized" in type(int8._model.qa_outputs).__module__ and len(spans) == len(fp32) == 3
+    assert all(passages[s.hit][s.start : s.end] == s.text for s in spans)

@@ -5,7 +5,8 @@ dense indexes. Then, by ``mode``:
 
 * ``rows``: the best-matching rows of those tables (BM25 over each row's ``column: value`` text) become
   citable hits: ``meta`` names the table, its source file and the row number, with the row's columns and values.
-* ``sql``: the LLM writes one query against the tables' schemas (with three sample rows each); the query is
+* ``sql``: a table operation parsed by rules (:mod:`rag.retrievers.table_ops`) answers when one applies; otherwise
+  the LLM writes one query against the tables' schemas (with three sample rows each); the query is
   validated (:func:`~rag.retrievers.sql_guard.validate_sql`), run with a row limit and a timeout, and the
   result table becomes one citable hit showing the SQL. A rejected or failing query is logged in the trace and
   sent back to the LLM once with the error (``retries``); it never runs unvalidated. Cell values reach the
@@ -91,6 +92,10 @@ class TableRetriever:
             has a dense index, else bm25).
         sql_tokens: the most tokens the LLM may spend on one query (when its ``generate`` takes
             ``max_new_tokens``).
+        rules: in ``sql`` mode, first parse the question into a table operation by rules (count, sum, average,
+            max/min, argmax/argmin, first/last, compare, difference, lookup, with value and range filters; see
+            :mod:`rag.retrievers.table_ops`) over the best table; the LLM writes SQL only when no rule applies or
+            the rule's query finds nothing. Without a generator, rules alone.
 
     Example:
         >>> TableRetriever(Collection.open("kb")).retrieve("Lisbon office staff", k=3)  # doctest: +SKIP
@@ -110,16 +115,18 @@ class TableRetriever:
         max_scan: int = 20_000,
         search: str | None = None,
         sql_tokens: int = 128,
+        rules: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown table mode {mode!r}; use one of {MODES}")
-        if mode == "sql" and generator is None:
-            raise ConfigError("mode='sql' needs a generator (the LLM that writes the query); or use mode='rows'")
+        if mode == "sql" and generator is None and not rules:
+            raise ConfigError("mode='sql' without rules needs a generator (the LLM that writes the query)")
         self.collection, self.mode, self.generator = collection, mode, generator
         self.k_tables, self.limit, self.timeout = check_k(k_tables), check_k(limit), float(timeout)
         self.retries, self.max_scan = max(0, int(retries)), check_k(max_scan)
         self.search = search or ("hybrid" if collection.has_dense else "bm25")
         self.sql_tokens = check_k(sql_tokens)
+        self.use_rules = rules
         params = inspect.signature(generator.generate).parameters if generator is not None else {}
         self._sized = "max_new_tokens" in params
         if self.search not in ("bm25", "dense", "hybrid"):
@@ -239,9 +246,22 @@ class TableRetriever:
             return extract_sql(str(self.generator.generate(prompt, max_new_tokens=self.sql_tokens)))
         return extract_sql(str(self.generator.generate(prompt)))
 
+    def rules(self, question: str, ref: TableRef) -> tuple[SQLResult | None, dict[str, Any] | None]:
+        """The question as a table operation by rules over ``ref`` (:func:`~rag.retrievers.table_ops.answer`)."""
+        from rag.retrievers.table_ops import answer
+
+        _, rows, cols = self._row_index(ref, "")
+        return answer(self.collection.store.con, question, ref.physical, cols, rows, self.limit, self.timeout)
+
     def sql(self, question: str, tables: Sequence[TableRef]) -> tuple[SQLResult | None, list[dict[str, Any]]]:
-        """Write, validate and run a query; the result (None when every attempt failed) and the events."""
+        """Answer with a table operation by rules over the best table, else (with an LLM) write, validate and run
+        a query; the result (None when every attempt failed) and the events."""
         events: list[dict[str, Any]] = []
+        if self.use_rules:
+            ruled, ruling = self.rules(question, tables[0])
+            events += [ruling] if ruling is not None else []
+            if ruled is not None or self.generator is None:
+                return ruled, events
         allowed = [t.physical for t in tables]
         error: tuple[str, str] | None = None
         for attempt in range(1, self.retries + 2):

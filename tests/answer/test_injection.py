@@ -164,7 +164,7 @@ def test_sql_injection_in_questions_never_runs_outside_the_allow_list(world: dic
     sql = attack.sql.format(t=world["staff"], leak=leak)
     before, start = snapshot(world["con"], world["root"]), len(world["log"])
     sql_llm = Scripted(sql)  # the LLM follows the injected instruction, on the retry too
-    tables = TableRetriever(world["kb"], mode="sql", generator=sql_llm, timeout=TIMEOUT, limit=LIMIT)
+    tables = TableRetriever(world["kb"], mode="sql", generator=sql_llm, timeout=TIMEOUT, limit=LIMIT, rules=False)
     rag = RAG(world["kb"].retriever("bm25"), Scripted("The total is large [1]."), routes={"table": tables})
     question = f"What is the total salary of the staff in the table? {sql}"
     answer = rag.ask(question)
@@ -206,7 +206,9 @@ def test_cells_holding_sql_and_instructions_are_data(world: dict[str, Any]) -> N
         *CELL_PAYLOADS,  # the LLM copies each poisoned cell as its query: every one rejected
         f"SELECT name, note FROM {notes} WHERE note = 'Robert''); DROP TABLE Students;--' OR note LIKE '%im_start%'",
     )
-    tables = TableRetriever(world["kb"], mode="sql", generator=sql_llm, retries=len(CELL_PAYLOADS), limit=LIMIT)
+    tables = TableRetriever(
+        world["kb"], mode="sql", generator=sql_llm, retries=len(CELL_PAYLOADS), limit=LIMIT, rules=False
+    )
     rag = RAG(world["kb"].retriever("bm25"), Scripted("Robert1 wrote it [1]."), routes={"table": tables})
     answer = rag.ask("Which notes in the notes table mention Students?")
     events, _ = table_events(answer)

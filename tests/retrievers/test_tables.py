@@ -154,7 +154,9 @@ def test_a_huge_table_gets_a_sampled_card_and_bounded_queries(tmp_path):
     assert card.text.count("; ") < 40  # a sample of values, not all 5,000
     rows = TableRetriever(kb, max_scan=1000).retrieve("events of user4242", k=3)
     assert rows and all("user4242" in h.doc.text for h in rows)
-    sql = TableRetriever(kb, mode="sql", generator=Scripted(f"SELECT * FROM {card.meta['table']}"), limit=20)
+    sql = TableRetriever(
+        kb, mode="sql", generator=Scripted(f"SELECT * FROM {card.meta['table']}"), limit=20, rules=False
+    )
     (hit,) = sql.retrieve("all events")
     assert hit.doc.meta["rows"] == 20 and "(first 20 rows)" in hit.doc.text
     kb.close()
@@ -187,7 +189,7 @@ def test_rows_mode_returns_citable_rows(kb):
 def test_sql_mode_answers_aggregations(kb, question, sql, expected):
     t = table_cards(kb)["staff.csv"]["table"]
     llm = Scripted(f"```sql\n{sql.format(t=t)};\n```\nThis counts the rows.")
-    hits, events = TableRetriever(kb, mode="sql", generator=llm).retrieve_traced(question)
+    hits, events = TableRetriever(kb, mode="sql", generator=llm, rules=False).retrieve_traced(question)
     (hit,) = hits
     assert hit.doc.text.splitlines()[-1] == expected
     assert hit.doc.meta["kind"] == "sql" and hit.doc.meta["sql"] == sql.format(t=t)
@@ -198,7 +200,7 @@ def test_sql_mode_answers_aggregations(kb, question, sql, expected):
 def test_a_failing_query_goes_back_to_the_llm_once_with_the_error(kb):
     t = table_cards(kb)["staff.csv"]["table"]
     llm = Scripted(f"SELECT sum(wage) FROM {t}", f"SELECT sum(salary) FROM {t}")
-    hits, events = TableRetriever(kb, mode="sql", generator=llm).retrieve_traced("salary bill of staff")
+    hits, events = TableRetriever(kb, mode="sql", generator=llm, rules=False).retrieve_traced("salary bill of staff")
     assert [e["status"] for e in events[1:]] == ["error", "ok"]
     assert "wage" in events[1]["error"] and "wage" in llm.prompts[1]
     assert hits[0].doc.text.endswith("19300")
@@ -238,7 +240,7 @@ def test_sql_attacks_through_question_or_table_contents_never_run(tmp_path, atta
     sql = attack.format(t=t, leak=leak)
     llm = Scripted(sql)  # the LLM follows the injected instruction, twice
     question = f"salary and note of each name? {sql}"  # the injection also rides in the question
-    hits, events = TableRetriever(kb, mode="sql", generator=llm).retrieve_traced(question)
+    hits, events = TableRetriever(kb, mode="sql", generator=llm, rules=False).retrieve_traced(question)
     assert hits == []
     assert [e["status"] for e in events[1:]] == ["rejected", "rejected"]
     assert all(e["sql"] == sql for e in events[1:])
@@ -257,7 +259,7 @@ def test_extract_sql_keeps_a_second_statement_for_the_validator():
 
 def test_sql_mode_needs_a_generator_and_a_known_mode(kb):
     with pytest.raises(ConfigError, match="needs a generator"):
-        TableRetriever(kb, mode="sql")
+        TableRetriever(kb, mode="sql", rules=False)
     with pytest.raises(ConfigError, match="unknown table mode"):
         TableRetriever(kb, mode="magic")
 
@@ -291,7 +293,7 @@ def test_postgres_tables_are_read_read_only_with_provenance(tmp_path, postgres):
     assert card_id == "postgres:public.shop_orders" and meta["title"] == "postgres shop_orders"
     assert meta["types"][:3] == ["BIGINT", "VARCHAR", "DOUBLE"]
     t = meta["table"]
-    hits = TableRetriever(kb, mode="sql", generator=Scripted(f"SELECT sum(amount) FROM {t}")).retrieve(
+    hits = TableRetriever(kb, mode="sql", generator=Scripted(f"SELECT sum(amount) FROM {t}"), rules=False).retrieve(
         "total amount of orders"
     )
     assert hits[0].doc.text.endswith("14.5") and hits[0].doc.meta["source"] == raw.source

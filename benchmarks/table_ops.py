@@ -1,0 +1,112 @@
+"""Table operations by rules (rag.retrievers.table_ops) on WikiTableQuestions, with the question's own table.
+
+    python benchmarks/table_ops.py --split train --n 1000     # the split the rules were written against
+    python benchmarks/table_ops.py --split test --n 400       # reported: a seeded sample of the test set
+
+Each question's table (its CSV, all cells as text) is loaded into DuckDB; the question is parsed into an
+operation, its SQL is validated (rag.retrievers.sql_guard) and run; the result cells are scored by denotation
+against the target values, as benchmarks/tables.py scores SQL. Reports accuracy (questions no rule parses count as
+wrong) with a 95% bootstrap interval, the share parsed, and accuracy by operation kind. The table is given, so
+this measures the parser; end to end (finding the table among 2,108) is benchmarks/tables.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data"
+
+
+def norm(value: object) -> str:
+    import re
+
+    s = " ".join(str(value).lower().split()).strip(" .,;:!?\"'")
+    num = s.replace(",", "")
+    if re.fullmatch(r"-?\d+(\.\d+)?", num):
+        f = float(num)
+        return str(int(f)) if f.is_integer() else str(f)
+    return s
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--n", type=int, default=400)
+    p.add_argument("--show", type=int, default=0, help="print this many wrong answers (train split only)")
+    args = p.parse_args()
+    import duckdb
+
+    from rag.retrievers.sql_guard import validate_sql
+    from rag.retrievers.table_ops import parse
+
+    root = DATA / ("wikitablequestions_train" if args.split == "train" else "wikitablequestions")
+    tables = {}
+    with gzip.open(root / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            tables[doc["_id"]] = doc["text"]
+    gold = {}
+    for line in (root / "qrels" / f"{args.split}.tsv").open(encoding="utf-8"):
+        q, t, *_ = line.rstrip("\n").split("\t")
+        if q != "query-id":
+            gold[q] = t
+    answers = {a["_id"]: a["target_values"] for a in map(json.loads, (root / "answers.jsonl").open(encoding="utf-8"))}
+    queries = [json.loads(line) for line in (root / "queries.jsonl").open(encoding="utf-8")]
+    queries = [q for q in queries if q["_id"] in gold and gold[q["_id"]] in tables]
+    random.Random(0).shuffle(queries)
+    con = duckdb.connect()
+    right, kinds, parsed, shown = [], Counter(), Counter(), 0
+    for q in queries[: args.n]:
+        rows = list(csv.reader(io.StringIO(tables[gold[q["_id"]]])))
+        labels, body = rows[0], [r + [""] * (len(rows[0]) - len(r)) for r in rows[1:]]
+        labels = [lab or f"column {i + 1}" for i, lab in enumerate(labels)]
+        if len(set(labels)) < len(labels):
+            labels = [f"{lab} {i + 1}" for i, lab in enumerate(labels)]
+        op = parse(q["text"], labels, body)
+        ok = False
+        if op is not None:
+            con.execute("DROP TABLE IF EXISTS t")
+            con.execute("CREATE TABLE t (" + ", ".join('"' + c.replace('"', '""') + '" VARCHAR' for c in labels) + ")")
+            if body:
+                con.executemany(
+                    "INSERT INTO t VALUES (" + ", ".join("?" * len(labels)) + ")", [r[: len(labels)] for r in body]
+                )
+            try:
+                cells = [c for r in con.execute(validate_sql(op.sql("t"), {"t"})).fetchall()[:50] for c in r]
+                ok = bool(cells) and {norm(c) for c in cells if c is not None} == {norm(t) for t in answers[q["_id"]]}
+            except Exception:
+                ok = False
+            parsed[op.kind] += 1
+            kinds[op.kind] += ok
+            if not ok and args.split == "train" and shown < args.show:
+                shown += 1
+                print(f"{q['text']!r} -> {op.kind} {op.sql('t')[:160]} | gold {answers[q['_id']]}")
+        right.append(float(ok))
+    x = np.array(right)
+    means = x[np.random.default_rng(0).integers(0, len(x), (2000, len(x)))].mean(axis=1)
+    out = {
+        "split": args.split,
+        "questions": len(x),
+        "accuracy": [
+            round(float(x.mean()), 4),
+            round(float(np.percentile(means, 2.5)), 4),
+            round(float(np.percentile(means, 97.5)), 4),
+        ],
+        "parsed": round(sum(parsed.values()) / len(x), 4),
+        "by_kind": {k: {"parsed": n, "accuracy": round(kinds[k] / n, 3)} for k, n in parsed.most_common()},
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

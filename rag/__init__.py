@@ -50,6 +50,7 @@ _LAZY = {
     "CrossEncoderReranker": "rag.models.rerank",
     "Reranked": "rag.models.rerank",
     "NLIVerifier": "rag.models.verify",
+    "Reader": "rag.models.reader",
     "RuleDecomposer": "rag.models.decompose.rules",
     "PromptedDecomposer": "rag.models.decompose.prompted",
     "LearnedDecomposer": "rag.models.decompose.learned",
@@ -107,6 +108,7 @@ __all__ = [
     "PromptedDecomposer",
     "QueryError",
     "RagError",
+    "Reader",
     "Reranked",
     "RuleDecomposer",
     "SentenceTransformerEncoder",
@@ -143,6 +145,7 @@ if TYPE_CHECKING:
     from rag.models.encoders import SentenceTransformerEncoder
     from rag.models.generate import LocalGenerator
     from rag.models.llm_openai import OpenAIGenerator
+    from rag.models.reader import Reader
     from rag.models.rerank import CrossEncoderReranker, Reranked
     from rag.models.verify import NLIVerifier
     from rag.retrievers.bm25 import BM25Retriever

@@ -34,6 +34,7 @@ from typing import Any
 from rag.errors import ConfigError
 from rag.models.reader import FEATURES, Reader, calibrated
 from rag.models.registry import data_hash, write_model_manifest, writing_model
+from rag.models.verify_signals import Calibrator  # imported now: a run that ends in an hour must not fail on an import
 from rag.train.loop import TrainConfig, make_optimizer
 
 
@@ -204,7 +205,6 @@ def evaluate_reader(
 ) -> tuple[dict[str, Any], list[float] | None]:
     """Scores on held-out questions (see the module docstring) and the calibrator weights (None with too few)."""
     from rag.eval.qa import exact_match, token_f1
-    from rag.models.verify import Calibrator
 
     rng = random.Random(seed)
     em = f1 = f1_mixed = cited = 0.0

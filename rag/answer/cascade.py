@@ -136,7 +136,7 @@ class Confidence:
     def fit(cls, rows: Mapping[str, Sequence[tuple[Mapping[str, float], bool]]]) -> Confidence:
         """Fit one logistic model per level from (signals, answer was good) rows. A level whose answers were
         all good (or all bad) gets a constant: that rate, kept within [0.01, 0.99]."""
-        from rag.models.verify import Calibrator
+        from rag.models.verify_signals import Calibrator
 
         weights = {}
         for level, data in rows.items():

@@ -15,7 +15,8 @@ Held out: whole articles (at least ``heldout`` questions), never trained on. Aft
 them twice: with the gold paragraph alone (EM/F1), and with the gold paragraph among four other paragraphs of the
 article (F1, and whether the top span cites the gold paragraph). A logistic calibrator over (probability, score
 margin) is fitted on one half of the second run and its reliability (ECE) measured on the other; the calibrator
-saved is fitted on both halves.
+saved is fitted on both halves, and only when it lowered the ECE there (else the span probability is the
+confidence).
 
 Training: the model's span loss (cross-entropy over start and end positions), AdamW with warm-up and linear
 decay, batches of similar length (less padding), within ``TrainConfig.max_seconds`` when set: the schedule
@@ -244,6 +245,10 @@ def evaluate_reader(
         "ece_uncalibrated": round(expected_calibration_error([r["probability"] for r, _ in b], [y for _, y in b]), 4),
         "questions": len(b),
     }
+    if metrics["calibration"]["ece"] >= metrics["calibration"]["ece_uncalibrated"]:
+        metrics["calibration"]["kept"] = False  # it did not help on the half it was not fitted on
+        return metrics, None
+    metrics["calibration"]["kept"] = True
     return metrics, Calibrator.fit([r for r, _ in rows], [y for _, y in rows], FEATURES).weights
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,26 @@ def test_train_reader_then_ask_without_an_llm(tmp_path: Path, docs_dir: Path, mo
     if not out["abstained"]:  # three steps teach little, but a span is always a quote of the passage it cites
         span, cited = out["text"].rsplit(" [", 1)
         assert span in out["hits"][int(cited.rstrip("]")) - 1]["text"]
+
+
+def test_a_calibrator_is_kept_only_when_it_lowers_the_held_out_error() -> None:
+    from rag.models.reader import Span
+    from rag.train.reader import evaluate_reader
+
+    held = [QAExample(f"q{i}", f"question {i}?", f"passage {i} answer{i}", f"answer{i}", 0, f"a{i}") for i in range(80)]
+
+    class Fixed:
+        def __init__(self, probability: Any) -> None:
+            self.probability = probability
+
+        def read(self, question: str, passages: Any, top: int = 1) -> list[Span]:
+            i = int(question.split()[1].rstrip("?"))
+            right = i % 10 < 3  # three in ten are right
+            p = self.probability(right)
+            return [Span(f"answer{i}" if right else "wrong", 0, "0", 0, 1, 2.0, 0.0, p, p)]
+
+    overconfident, weights = evaluate_reader(Fixed(lambda right: 0.9), held, {})  # type: ignore[arg-type]
+    assert overconfident["calibration"]["kept"] and weights is not None
+    assert overconfident["calibration"]["ece"] < overconfident["calibration"]["ece_uncalibrated"]
+    exact, none = evaluate_reader(Fixed(lambda right: 1.0 if right else 0.0), held, {})  # type: ignore[arg-type]
+    assert not exact["calibration"]["kept"] and none is None and exact["calibration"]["ece_uncalibrated"] == 0.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from tests.support import DATA
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the model home of the machine (a reader or reranker trained there) must not change what the tests see
+os.environ["PILOTFISH_MODELS"] = tempfile.mkdtemp(prefix="pilotfish-test-models-")
 
 
 @pytest.fixture(scope="session")

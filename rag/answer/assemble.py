@@ -70,12 +70,16 @@ def decomposer(spec: str | Decomposer | None, model_root: Any) -> Decomposer | N
     return spec
 
 
-def verifier(spec: str | Verifier | None, model_root: Any) -> Verifier | None:
-    """``lexical`` (the model-free calibrated signal), a trained verifier's name or path, an object, or None."""
+def verifier(spec: str | Verifier | None, model_root: Any, reader: Reader | None = None) -> Verifier | None:
+    """``lexical`` (the model-free calibrated signal; with a ``reader``, also its question-answering consistency,
+    :data:`~rag.models.verify_signals.LEXICAL_READER`), a trained verifier's name or path, an object, or None."""
     if not isinstance(spec, str):
         return spec
     from rag.models.verify import NLIVerifier
+    from rag.models.verify_signals import LEXICAL_READER
 
+    if spec == "lexical" and reader is not None:
+        return NLIVerifier(None, collection=model_root, reader=reader, calibrator=LEXICAL_READER)  # type: ignore[arg-type]
     return NLIVerifier(None if spec == "lexical" else spec, collection=model_root)
 
 

@@ -133,7 +133,8 @@ class RAG:
         object, None, or ``auto`` (default): the reranker the collection adopted (:mod:`rag.models.adoption`), if
         any; ``adapted=False`` uses no adopted model. ``decomposer``: ``rules``, ``learned`` (a trained classifier
         name) or an object. ``verifier``: ``lexical`` (the model-free calibrated signal), a trained model
-        name/path, an object, or None. ``tables``: how table questions are answered when the collection holds
+        name/path, an object, or None (with a reader, the lexical verifier also weighs whether the reader's answer
+        from each passage is in the claim). ``tables``: how table questions are answered when the collection holds
         tables: ``rows``, ``sql`` (the LLM writes a validated query) or None. ``tools``:
         :class:`~rag.tools.base.Tool` objects for tool questions (e.g. ``rag.tools.builtin.BUILTIN_TOOLS``),
         selected with the collection's encoder. ``reader``: a reader's name/path (``rag train reader``), an object,
@@ -144,11 +145,12 @@ class RAG:
 
         kb = collection if isinstance(collection, Collection) else Collection.open(collection, read_only=True)
         gen = None if llm is None else assemble.generator(llm, options.get("max_new_tokens", 256))
+        read = assemble.reader(reader, kb.model_root, required=gen is None)
         parts: dict[str, Any] = {
-            "reader": assemble.reader(reader, kb.model_root, required=gen is None),
+            "reader": read,
             "reranker": assemble.reranker(reranker, kb.model_root, adapted),
             "decomposer": assemble.decomposer(decomposer, kb.model_root),
-            "verifier": assemble.verifier(verifier, kb.model_root),
+            "verifier": assemble.verifier(verifier, kb.model_root, read),
             "routes": assemble.collection_routes(kb, gen, tables, tools, options.pop("routes", None)),
         }
         return cls(kb.retriever(mode or ("hybrid" if kb.has_dense else "bm25")), gen, **parts, **options)

@@ -35,6 +35,7 @@ from rag.models.verify_signals import (  # noqa: F401  (importable from here, as
     KNOWN_FEATURES,
     LEXICAL,
     LEXICAL_FEATURES,
+    LEXICAL_READER,
     MODEL_FEATURES,
     NUMBER,
     QA_FEATURES,

@@ -156,3 +156,11 @@ LEXICAL = Calibrator(
     [4.2429, -0.9802, -2.4561, -3.7563, 1.3922, -3.061],
     LEXICAL_FEATURES,
 )
+
+# The lexical verifier with a reader: the same signals plus the reader's question-answering consistency, fitted on
+# planted-error claims from 500 SQuAD *train* questions with the reader trained by `rag train reader` on SQuAD train
+# (`python benchmarks/reader_verifier.py --train-n 500 --test-n 300` prints these weights: "lexical+reader").
+LEXICAL_READER = Calibrator(
+    [3.1176, -1.0222, -2.7692, -3.5745, 1.0694, -2.1358, 3.5632, -1.9277],
+    LEXICAL_FEATURES + QA_FEATURES,
+)

@@ -149,3 +149,18 @@ def test_an_int8_reader_reads_like_the_float_one(tmp_path: Path) -> None:
     spans = int8.read("When was the tower completed?", passages, top=3)
     assert "quantized" in type(int8._model.qa_outputs).__module__ and len(spans) == len(fp32) == 3
     assert all(passages[s.hit][s.start : s.end] == s.text for s in spans)
+
+
+def test_with_a_reader_the_lexical_verifier_weighs_its_answers(tmp_path: Path, docs_kb: Any, monkeypatch) -> None:
+    from rag.answer import assemble
+    from rag.models.verify_signals import LEXICAL, LEXICAL_READER
+
+    reader = known_reader(tmp_path, "90", "days")
+    with_reader = assemble.verifier("lexical", None, reader)
+    assert isinstance(with_reader, NLIVerifier) and with_reader.uses_reader
+    assert with_reader.calibrator is LEXICAL_READER and with_reader.reader is reader
+    plain = assemble.verifier("lexical", None)
+    assert isinstance(plain, NLIVerifier) and plain.calibrator is LEXICAL and not plain.uses_reader
+    rag_ = RAG.from_collection(docs_kb, llm=None, reader=reader)
+    assert rag_.reader is reader and rag_.verifier.uses_reader  # type: ignore[union-attr]
+    assert not RAG.from_collection(docs_kb, llm="local", reader=None).verifier.uses_reader  # type: ignore[union-attr]

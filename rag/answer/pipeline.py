@@ -135,7 +135,7 @@ class RAG:
         name) or an object. ``verifier``: ``lexical`` (the model-free calibrated signal), a trained model
         name/path, an object, or None (with a reader, the lexical verifier also weighs whether the reader's answer
         from each passage is in the claim). ``tables``: how table questions are answered when the collection holds
-        tables: ``rows``, ``sql`` (the LLM writes a validated query) or None. ``tools``:
+        tables: ``rows``, ``sql`` (rules, else the LLM, write a validated query) or None. ``tools``:
         :class:`~rag.tools.base.Tool` objects for tool questions (e.g. ``rag.tools.builtin.BUILTIN_TOOLS``),
         selected with the collection's encoder. ``reader``: a reader's name/path (``rag train reader``), an object,
         None, or ``auto`` (default): the reader registered as ``default`` in the collection or the model home, if

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ConfigError
+from rag.eval.calibration import expected_calibration_error
 from rag.models.reader import FEATURES, Reader, calibrated
 from rag.models.registry import data_hash, write_model_manifest, writing_model
 from rag.models.verify_signals import Calibrator  # imported now: a run that ends in an hour must not fail on an import
@@ -250,18 +251,6 @@ def evaluate_reader(
         return metrics, None
     metrics["calibration"]["kept"] = True
     return metrics, Calibrator.fit([r for r, _ in rows], [y for _, y in rows], FEATURES).weights
-
-
-def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], bins: int = 10) -> float:
-    """ECE over equal-width bins: the mean |accuracy - confidence| weighted by the bin's share."""
-    total = 0.0
-    for k in range(bins):
-        idx = [i for i, p in enumerate(probs) if k / bins <= p < (k + 1) / bins or (k == bins - 1 and p == 1.0)]
-        if idx:
-            conf = sum(probs[i] for i in idx) / len(idx)
-            acc = sum(labels[i] for i in idx) / len(idx)
-            total += len(idx) / len(probs) * abs(acc - conf)
-    return total
 
 
 def train_reader(

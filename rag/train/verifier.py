@@ -7,7 +7,6 @@ probabilities and the lexical/numeric signal) and to report F1 and expected cali
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.eval.calibration import expected_calibration_error
 from rag.models.reader import QA_FEATURES, qa_consistency
 from rag.models.registry import data_hash, write_model_manifest, writing_model
 from rag.models.verify import FEATURES, LEXICAL_FEATURES, Calibrator, NLIVerifier, claim_features, hypothesis_for
@@ -44,12 +44,7 @@ def evaluate_verifier(verifier: NLIVerifier, examples: Sequence[ClaimExample], b
     precision = tp / max(1.0, float(pred_bad.sum()))
     recall = tp / max(1.0, float(bad.sum()))
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in itertools.pairwise(edges):
-        m = (pr >= lo) & ((pr < hi) if hi < 1 else (pr <= hi))
-        if m.any():
-            ece += m.mean() * abs(pr[m].mean() - tr[m].mean())
+    ece = expected_calibration_error(probs, [float(t) for t in truth], bins)
     return {
         "claims": len(examples),
         "unsupported_precision": round(precision, 4),

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from reader import interval  # benchmarks/reader.py: mean and 95% bootstrap interval
 
 from rag.datasets import load_answers, load_beir
 from rag.eval.qa import token_f1
@@ -25,16 +25,6 @@ from rag.eval.qa import token_f1
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "hotpotqa_dev_distractor_sample"
 CACHE = HERE / "results" / "cache"
-
-
-def interval(values: list[float]) -> list[float]:
-    x = np.asarray(values, dtype=float)
-    means = x[np.random.default_rng(0).integers(0, len(x), (2000, len(x)))].mean(axis=1)
-    return [
-        round(float(x.mean()), 4),
-        round(float(np.percentile(means, 2.5)), 4),
-        round(float(np.percentile(means, 97.5)), 4),
-    ]
 
 
 def main() -> None:

@@ -21,21 +21,11 @@ import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
+from reader import interval  # benchmarks/reader.py: mean and 95% bootstrap interval
+from tables import norm  # benchmarks/tables.py: WTQ's value normalisation
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
-
-
-def norm(value: object) -> str:
-    import re
-
-    s = " ".join(str(value).lower().split()).strip(" .,;:!?\"'")
-    num = s.replace(",", "")
-    if re.fullmatch(r"-?\d+(\.\d+)?", num):
-        f = float(num)
-        return str(int(f)) if f.is_integer() else str(f)
-    return s
 
 
 def main() -> None:
@@ -93,17 +83,11 @@ def main() -> None:
                 shown += 1
                 print(f"{q['text']!r} -> {op.kind} {op.sql('t')[:160]} | gold {answers[q['_id']]}")
         right.append(float(ok))
-    x = np.array(right)
-    means = x[np.random.default_rng(0).integers(0, len(x), (2000, len(x)))].mean(axis=1)
     out = {
         "split": args.split,
-        "questions": len(x),
-        "accuracy": [
-            round(float(x.mean()), 4),
-            round(float(np.percentile(means, 2.5)), 4),
-            round(float(np.percentile(means, 97.5)), 4),
-        ],
-        "parsed": round(sum(parsed.values()) / len(x), 4),
+        "questions": len(right),
+        "accuracy": list(interval(right)),
+        "parsed": round(sum(parsed.values()) / len(right), 4),
         "by_kind": {k: {"parsed": n, "accuracy": round(kinds[k] / n, 3)} for k, n in parsed.most_common()},
     }
     print(json.dumps(out))
@@ -143,16 +127,10 @@ def end_to_end(root: Path, split: str, queries: list[dict], answers: dict) -> di
         right.append(float(bool(cells) and {norm(c) for c in cells} == {norm(t) for t in answers[q["_id"]]}))
         found.append(float(bool(events and events[0].get("found"))))
     kb.close()
-    x = np.array(right)
-    means = x[np.random.default_rng(0).integers(0, len(x), (2000, len(x)))].mean(axis=1)
     return {
         "end_to_end": "rules only, table found by BM25 over the split's table cards",
-        "questions": len(x),
-        "accuracy": [
-            round(float(x.mean()), 4),
-            round(float(np.percentile(means, 2.5)), 4),
-            round(float(np.percentile(means, 97.5)), 4),
-        ],
+        "questions": len(right),
+        "accuracy": list(interval(right)),
     }
 
 
